@@ -1,0 +1,19 @@
+# cosmicflow: cosmic-ray transport through multiphase MHD snapshots.
+# This file is a table of contents; helpers live in workflow/rules/common.smk and the physics
+# in src/cosmicflow. Run `snakemake --cores 2` for everything in config/config.yaml.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/snapshot.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,15 @@
+# Stage 1: every medium (synthetic or AthenaK) becomes a canonical snapshot in physical units.
+
+
+rule snapshot:
+    input:
+        medium_input_files,
+    output:
+        snapshot="results/{medium}/snapshot.h5",
+    params:
+        medium=medium_config,
+        phases=config["phases"],
+    log:
+        "results/logs/snapshot/{medium}.log",
+    script:
+        "../scripts/snapshot.py"
