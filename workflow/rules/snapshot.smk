@@ -9,6 +9,8 @@ rule snapshot:
     params:
         medium=medium_config,
         phases=config["phases"],
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/snapshot/{medium}.log",
     script:
