@@ -11,6 +11,8 @@ rule snapshot:
         phases=config["phases"],
     conda:
         "../envs/cosmicflow.yaml"
+    resources:
+        mem_mb=snapshot_mem_mb,
     log:
         "results/logs/snapshot/{medium}.log",
     script:
