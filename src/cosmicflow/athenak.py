@@ -382,6 +382,15 @@ def _open_bin(path: Path) -> AthenakOutput:
                     )
         record_size = meta.itemsize + nvar * int(np.prod(record_cells)) * var.itemsize
         nrec, rest = divmod(size - data_offset, record_size)
+        if nrec >= 2:
+            second = np.fromfile(fpath, dtype=meta, count=1, offset=data_offset + record_size)[0]
+            if not np.array_equal(second["idx"][:6], first["idx"][:6]):
+                raise InputError(
+                    f"{fpath}: header disagrees with data size: records of {nvar} variables x "
+                    f"{record_cells} cells ({record_size} bytes, from the header) do not line up "
+                    f"with the data: the second record would start with index ranges "
+                    f"{second['idx'][:6].tolist()}, the first has {first['idx'][:6].tolist()}"
+                )
         if rest:
             raise InputError(
                 f"{fpath}: truncated record: the file ends {rest} bytes into meshblock record "
@@ -753,7 +762,7 @@ def iter_tiles(
             if not np.all(cover == 1):
                 bad = np.argwhere(cover != 1)[0]
                 n = int(cover[tuple(bad)])
-                cell = (bad[0] + ix0, bad[1] + iy0, bad[2])
+                cell = (int(bad[0]) + ix0, int(bad[1]) + iy0, int(bad[2]))
                 what = ("covered by no meshblock: blocks or rank files are missing, or the file "
                         "was cut at a record boundary" if n == 0 else
                         f"covered by {n} meshblocks (overlapping blocks)")
@@ -943,6 +952,8 @@ def export_athdf(snapshot: str | Path, athdf: str | Path) -> tuple[Path, Path]:
     athdf = Path(athdf)
     xdmf = athdf.with_name(athdf.name + ".xdmf")
     nx, ny, nz = snap.shape
+    # netCDF keeps scalar attributes as 1-element arrays
+    time = float(np.squeeze(snap.attrs.get("athenak_time", 0.0)))
     prim = ["density", "temperature", "vx", "vy", "vz"]
     bvars = ["bx", "by", "bz"]
     edges = [snap.origin_pc[a] + np.arange(n + 1) * snap.box_pc[a] / n
@@ -972,8 +983,8 @@ def export_athdf(snapshot: str | Path, athdf: str | Path) -> tuple[Path, Path]:
             a["NumMeshBlocks"] = np.int32(1)
             for i in range(3):
                 a[f"RootGridX{i + 1}"] = np.array([edges[i][0], edges[i][-1], 1.0])
-            a["Time"] = float(snap.attrs.get("athenak_time", 0.0))
-            a["NumCycles"] = np.int32(int(snap.attrs.get("athenak_cycle", 0)))
+            a["Time"] = time
+            a["NumCycles"] = np.int32(int(np.squeeze(snap.attrs.get("athenak_cycle", 0))))
             a["Units"] = np.bytes_(
                 "length pc; density cm^-3; temperature K; velocity km/s; B uG")
     item = athdf.name
@@ -983,7 +994,7 @@ def export_athdf(snapshot: str | Path, athdf: str | Path) -> tuple[Path, Path]:
         '<Xdmf Version="2.0">',
         "<Domain>",
         '<Grid Name="Mesh" GridType="Collection">',
-        f' <Time Value="{float(snap.attrs.get("athenak_time", 0.0))}"/>',
+        f' <Time Value="{time}"/>',
         '  <Grid Name="MeshBlock0" GridType="Uniform">',
         f'   <Topology TopologyType="3DRectMesh" NumberOfElements="{nz + 1} {ny + 1} {nx + 1}"/>',
         '   <Geometry GeometryType="VXVYVZ">',
