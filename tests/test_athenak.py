@@ -455,3 +455,29 @@ def test_export_athdf_round_trip(tmp_path):
     text = xdmf.read_text()
     assert 's.athdf:/prim' in text and 'Name="temperature"' in text
     assert set(FIELDS) <= set(re.findall(r'Attribute Name="(\w+)"', text))
+
+
+# ---------------------------------------------------------------------------------------
+# config: the commented example media are valid and build; the default run stays synthetic
+# ---------------------------------------------------------------------------------------
+def test_config_example_media_validate_and_build(athenak_data, tmp_path, monkeypatch):
+    import yaml
+    from snakemake.utils import validate
+
+    from cosmicflow.media import build_medium
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "config" / "config.yaml").read_text()
+    default = yaml.safe_load(text)
+    assert all(m["source"] != "athenak" for m in default["media"].values())
+    block = re.search(r"# BEGIN athenak example\n(.*?)  # END athenak example", text, re.S).group(1)
+    example = yaml.safe_load("\n".join(line.replace("  # ", "  ", 1) for line in block.splitlines()))
+    assert set(example) == {"ism48", "turb32"}
+    cfg = {"media": example}
+    validate(cfg, str(repo / "workflow" / "schemas" / "config.schema.yaml"))
+    monkeypatch.chdir(repo)  # paths in the config are relative to the working directory
+    for name, medium in cfg["media"].items():
+        out = build_medium(name, medium, tmp_path / name / "snapshot.h5")
+        s = read_snapshot(out)
+        assert s.mean_field_ug()[2] == pytest.approx(3.0 if name == "ism48" else 6.4836, rel=1e-4)
+        assert json.loads(s.attrs["config"])["medium"] == name
