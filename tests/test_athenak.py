@@ -453,6 +453,10 @@ def test_export_athdf_round_trip(tmp_path):
     for canon, name in (("dens", "density"), ("velz", "vz"), ("bcc1", "bx")):
         np.testing.assert_array_equal(back[canon], snap[name])
     text = xdmf.read_text()
+    import xml.etree.ElementTree as ET
+
+    grid = ET.fromstring(text).find("Domain/Grid/Grid")
+    assert grid.find("Topology").get("NumberOfElements") == "13 9 17"  # z y x edges
     assert 's.athdf:/prim' in text and 'Name="temperature"' in text
     assert set(FIELDS) <= set(re.findall(r'Attribute Name="(\w+)"', text))
 

@@ -88,7 +88,7 @@ DEFAULT_ALIASES = {
 }
 REQUIRED_VARIABLES = ("dens", "velx", "vely", "velz", "bcc1", "bcc2", "bcc3")
 #: tile memory the assembly may hold by default [bytes]
-DEFAULT_MEMORY_BUDGET = 256 * 1024**2
+DEFAULT_MEMORY_BUDGET = 64 * 1024**2
 #: longest pre-header line accepted; a binary file read as text stops here
 _MAX_LINE = 4096
 
@@ -801,25 +801,32 @@ def _eos(out: AthenakOutput) -> dict[str, Any]:
     return {}
 
 
-def _physical(tile: Tile, units: CodeUnits, temperature: str) -> dict[str, np.ndarray]:
-    """Code-unit tile -> canonical fields (see :mod:`cosmicflow.units` for the formulas)."""
+def _physical(tile: Tile, units: CodeUnits, temperature: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Code-unit tile -> canonical fields, one at a time (formulas in :mod:`cosmicflow.units`).
+
+    A generator, so that only one converted field of the tile exists at any moment.
+    """
     d = tile.data
-    f = {
-        "density": d["dens"] * np.float32(units.number_density_per_dens),
-        "bx": d["bcc1"] * np.float32(units.uG_per_field),
-        "by": d["bcc2"] * np.float32(units.uG_per_field),
-        "bz": d["bcc3"] * np.float32(units.uG_per_field),
-        "vx": d["velx"] * np.float32(units.kms_per_velocity),
-        "vy": d["vely"] * np.float32(units.kms_per_velocity),
-        "vz": d["velz"] * np.float32(units.kms_per_velocity),
+    scale = {
+        "density": ("dens", units.number_density_per_dens),
+        "bx": ("bcc1", units.uG_per_field),
+        "by": ("bcc2", units.uG_per_field),
+        "bz": ("bcc3", units.uG_per_field),
+        "vx": ("velx", units.kms_per_velocity),
+        "vy": ("vely", units.kms_per_velocity),
+        "vz": ("velz", units.kms_per_velocity),
     }
+    for name, (code, factor) in scale.items():
+        yield name, d[code] * np.float32(factor)
     if temperature == "eint":
-        f["temperature"] = d["eint"] / d["dens"] * np.float32(units.kelvin_per_eint_over_dens)
+        t = np.divide(d["eint"], d["dens"])
+        t *= np.float32(units.kelvin_per_eint_over_dens)
     elif temperature == "press":
-        f["temperature"] = d["press"] / d["dens"] * np.float32(units.temperature_unit_K)
+        t = np.divide(d["press"], d["dens"])
+        t *= np.float32(units.temperature_unit_K)
     else:
-        f["temperature"] = np.full_like(d["dens"], units.isothermal_temperature_K())
-    return f
+        t = np.full_like(d["dens"], units.isothermal_temperature_K())
+    yield "temperature", t
 
 
 #: largest attribute text stored whole; HDF5's compact attribute storage ends at 64 KiB
@@ -929,8 +936,9 @@ def athenak_to_snapshot(
                  where, len(out.blocks), out.levels, shape, target, temperature)
         with snapshot_writer(output, shape, box_pc, origin_pc, attrs) as w:
             for tile in iter_tiles(out, variables, level, budget):
-                for name, arr in _physical(tile, code_units, temperature).items():
+                for name, arr in _physical(tile, code_units, temperature):
                     w[name][tile.x, tile.y, :] = arr
+                    del arr
                 del tile
     return Path(output)
 
@@ -999,8 +1007,13 @@ def export_athdf(snapshot: str | Path, athdf: str | Path) -> tuple[Path, Path]:
         f'   <Topology TopologyType="3DRectMesh" NumberOfElements="{nz + 1} {ny + 1} {nx + 1}"/>',
         '   <Geometry GeometryType="VXVYVZ">',
     ]
-    for a, n in enumerate((nx, ny, nz)):
-        lines.append(f'    <DataItem Dimensions="{n + 1}" Format="HDF"> {item}:/x{a + 1}f </DataItem>')
+    for a, n in enumerate((nx, ny, nz)):  # x?f are (nblock, n + 1): take block 0's row
+        lines += [
+            f'    <DataItem ItemType="HyperSlab" Dimensions="{n + 1}">',
+            f'     <DataItem Dimensions="3 2" NumberType="Int"> 0 0 1 1 1 {n + 1} </DataItem>',
+            f'     <DataItem Dimensions="1 {n + 1}" Format="HDF"> {item}:/x{a + 1}f </DataItem>',
+            "    </DataItem>",
+        ]
     lines.append("   </Geometry>")
     for dname, names in (("prim", prim), ("B", bvars)):
         for i, name in enumerate(names):
