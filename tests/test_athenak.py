@@ -485,3 +485,32 @@ def test_config_example_media_validate_and_build(athenak_data, tmp_path, monkeyp
         s = read_snapshot(out)
         assert s.mean_field_ug()[2] == pytest.approx(3.0 if name == "ism48" else 6.4836, rel=1e-4)
         assert json.loads(s.attrs["config"])["medium"] == name
+
+
+def test_rank_files_missing_or_mixed_are_refused(tmp_path):
+    root, bc = (8, 8, 4), (4, 4, 4)
+    truth = random_truth(root, seed=6)
+    args = (uniform_blocks(root, bc), lambda s: restrict(truth, s, bc, 0), VARS, root, bc,
+            ((0.0, 1.0),) * 3)
+    files = write_bin(tmp_path / "a" / "bin" / "X.00001.bin", *args, ranks=3,
+                      extra_params=ISM_UNITS)
+    files[1].unlink()
+    with pytest.raises(InputError, match=r"covered by no meshblock.*from 2 file\(s\)"):
+        athenak_to_snapshot(files[0], tmp_path / "s.h5", {}, {}, {})
+    files = write_bin(tmp_path / "a" / "bin" / "X.00001.bin", *args, ranks=3,
+                      extra_params=ISM_UNITS)  # complete again
+    other = write_bin(tmp_path / "b" / "bin" / "X.00001.bin", *args, ranks=3, time=2.0,
+                      extra_params=ISM_UNITS)
+    other[2].replace(files[2])  # rank 2 now comes from another output time
+    with pytest.raises(InputError, match=r"rank_00000002/X.00001.bin: header differs from"):
+        athenak_to_snapshot(files[1], tmp_path / "s.h5", {}, {}, {})
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_hdf5_that_is_not_athdf_is_refused(tmp_path):
+    bad = tmp_path / "plain.athdf"
+    with h5py.File(bad, "w") as h5:
+        h5["x"] = np.arange(3)
+    with pytest.raises(InputError, match=r"plain.athdf: not an Athena .athdf file \(attribute 'RootGridSize' missing\)"):
+        athenak_to_snapshot(bad, tmp_path / "s.h5", ISO_UNITS, {}, {})
+    assert not (tmp_path / "s.h5").exists()
