@@ -19,7 +19,7 @@ from athenak_writer import (
     uniform_blocks,
     write_bin,
 )
-from cosmicflow.athenak import athenak_to_snapshot, export_athdf, open_athenak, read_grid
+from cosmicflow.athenak import athenak_to_snapshot, export_athdf, read_grid
 from cosmicflow.constants import PC_CM
 from cosmicflow.io import InputError
 from cosmicflow.snapshot import FIELDS, read_snapshot
@@ -120,7 +120,8 @@ def test_two_level_file_on_fine_and_coarse_grid(tmp_path):
     blocks = two_level_blocks(root, bc, {(0, 0, 0), (1, 1, 3), (1, 0, 2)})
     path = tmp_path / "amr.bin"
     write_bin(path, blocks, lambda s: restrict(truth, s, bc, 1), VARS, root, bc,
-              ((0.0, 2.0), (0.0, 1.0), (0.0, 1.0)), ghost_zones=True, ranks=1)
+              ((0.0, 2.0), (0.0, 1.0), (0.0, 1.0)), ghost_zones=True, ranks=1,
+              extra_params=ISM_UNITS)
     fine, out = read_grid(path)  # default: the finest level
     assert out.levels == [0, 1] and fine["dens"].shape == (32, 16, 16)
     exp = _expected_two_level(truth, blocks, bc, 1)
@@ -130,6 +131,11 @@ def test_two_level_file_on_fine_and_coarse_grid(tmp_path):
     exp0 = _expected_two_level(truth, blocks, bc, 0)
     for name in VARS:
         np.testing.assert_allclose(coarse[name], exp0[name], rtol=2e-6, atol=1e-7)
+    snap = read_snapshot(athenak_to_snapshot(path, tmp_path / "s0.h5", {}, {},
+                                             {"params": {"level": 0}}))
+    assert snap.shape == (16, 8, 8)
+    assert json.loads(snap.attrs["refinement"])["levels_in_file"] == [0, 1]
+    np.testing.assert_allclose(snap["bz"], 0.5284939957 * exp0["bcc3"], rtol=2e-6)
     # averaging keeps mass and momentum of the fine blocks
     assert math.isclose(coarse["dens"].astype(float).sum() * 8, truth["dens"].astype(float).sum(),
                         rel_tol=1e-6)

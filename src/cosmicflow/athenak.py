@@ -56,7 +56,7 @@ import h5py
 import numpy as np
 
 from cosmicflow.io import InputError, provenance_attrs
-from cosmicflow.snapshot import FIELDS, snapshot_writer
+from cosmicflow.snapshot import snapshot_writer
 from cosmicflow.units import CodeUnits, resolve_units
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,9 @@ def _open_bin(path: Path) -> AthenakOutput:
     params = parse_parameter_dump(header["dump"])
     where = str(files[0])
     root, mesh_bounds, block_cells = _mesh_from_params(params, where)
-    nghost = _param(params, "mesh", "nghost", int, where) or 0
+    nghost = _param(params, "mesh", "nghost", int, where)
+    if nghost is None:
+        nghost = 2  # AthenaK's default when <mesh> does not say
     loc = np.dtype(f"<f{header['loc_size']}")
     var = np.dtype(f"<f{header['var_size']}")
     nvar = len(header["variables"])
@@ -360,7 +362,9 @@ def _open_bin(path: Path) -> AthenakOutput:
                 )
         size = fpath.stat().st_size
         if size < data_offset + meta.itemsize:
-            raise InputError(f"{fpath}: truncated record: no complete meshblock record after the header")
+            raise InputError(
+                f"{fpath}: truncated record: no complete meshblock record after the header"
+            )
         first = np.fromfile(fpath, dtype=meta, count=1, offset=data_offset)[0]
         ois, oie, ojs, oje, oks, oke = (int(v) for v in first["idx"][:6])
         cells = (oie - ois + 1, oje - ojs + 1, oke - oks + 1)
@@ -403,7 +407,7 @@ def _open_bin(path: Path) -> AthenakOutput:
         idx = np.array(index["idx"])
         bnds = np.array(index["bounds"], dtype=np.float64)
         del index
-        counts = np.stack([idx[:, 1] - idx[:, 0], idx[:, 3] - idx[:, 2], idx[:, 5] - idx[:, 4]], 1) + 1
+        counts = idx[:, 1:6:2] - idx[:, 0:6:2] + 1
         bad = np.flatnonzero(np.any(counts != np.asarray(record_cells), axis=1))
         if bad.size:
             k = int(bad[0])
@@ -427,7 +431,8 @@ def _open_bin(path: Path) -> AthenakOutput:
         path=path, files=files, format="bin", time=header["time"], cycle=header["cycle"],
         variables=list(header["variables"]), header=header["text"], params=params,
         root_cells=root, mesh_bounds=mesh_bounds, block_cells=block_cells, blocks=blocks,
-        record_cells=record_cells, ghost_offset=tuple(ghost), var_dtype=var,  # type: ignore[arg-type]
+        record_cells=record_cells, ghost_offset=tuple(ghost),  # type: ignore[arg-type]
+        var_dtype=var,
     )
     _check_block_geometry(out)
     return out
@@ -489,13 +494,14 @@ def _open_athdf(path: Path) -> AthenakOutput:
         header = _decode(h5.attrs["Header"]) if "Header" in h5.attrs else ""
         if isinstance(header, (list, np.ndarray)):
             header = "\n".join(_decode(v) for v in header)
-        blocks = [Block(gid=b, lx=tuple(int(v) for v in lloc[b]), level=int(levels[b]),  # type: ignore[arg-type]
-                        offset=b) for b in range(nblock)]
+        blocks = [Block(gid=b, lx=(int(lloc[b, 0]), int(lloc[b, 1]), int(lloc[b, 2])),
+                        level=int(levels[b]), offset=b) for b in range(nblock)]
         out = AthenakOutput(
             path=path, files=[path], format="athdf", time=float(h5.attrs.get("Time", np.nan)),
             cycle=int(h5.attrs.get("NumCycles", -1)), variables=vnames, header=str(header),
             params=parse_parameter_dump(str(header)), root_cells=root,  # type: ignore[arg-type]
-            mesh_bounds=tuple(bounds), block_cells=block_cells, blocks=blocks,  # type: ignore[arg-type]
+            mesh_bounds=tuple(bounds), block_cells=block_cells,  # type: ignore[arg-type]
+            blocks=blocks,
             _h5=h5, _datasets=datasets,
         )
     except BaseException:
@@ -610,10 +616,12 @@ def _target_level(out: AthenakOutput, level: int | None) -> int:
             continue
         finest = levels[-1]
         if finest > target and out.block_cells[a] % 2 ** (finest - target):
+            # coarsest level whose cells still fit in a fine block: 2^(finest - l) | n
+            lowest = finest - int(np.log2(out.block_cells[a] & -out.block_cells[a]))
             raise InputError(
                 f"{out.where()}: cannot put level-{finest} meshblocks of {out.block_cells} cells "
                 f"on the level-{target} grid (a level-{target} cell is larger than the block); "
-                f"choose params.level >= {finest - int(np.log2(out.block_cells[a] & -out.block_cells[a]))}"
+                f"choose params.level >= {lowest}"
             )
     return target
 
@@ -700,7 +708,8 @@ class Tile:
 def grid_shape(out: AthenakOutput, level: int | None = None) -> tuple[int, int, int]:
     """Cells of the uniform grid at ``level`` (default: finest level in the file)."""
     target = _target_level(out, level)
-    return tuple(n * 2**target if n > 1 else 1 for n in out.root_cells)  # type: ignore[return-value]
+    n1, n2, n3 = (n * 2**target if n > 1 else 1 for n in out.root_cells)
+    return n1, n2, n3
 
 
 def iter_tiles(
@@ -734,7 +743,7 @@ def iter_tiles(
         kx = max(1, min(shape[0] // unit[0], memory_budget_bytes // max(plane * ky, 1)))
     tx, ty = kx * unit[0], ky * unit[1]
 
-    groups: dict[tuple[int, int], list[tuple[Block, list[int], list[int], list[int]]]] = defaultdict(list)
+    groups: dict[tuple[int, int], list[tuple[Block, list[int], ...]]] = defaultdict(list)
     for b in out.blocks:
         off, ext, fac = _placement(out, b, target)
         groups[(off[0] // tx, off[1] // ty)].append((b, off, ext, fac))
@@ -908,7 +917,8 @@ def athenak_to_snapshot(
         elif temperature == "press":
             t_note = "T = press/dens * mu m_u v_u^2 / k_B"
         elif temperature == "isothermal":
-            t_note = f"isothermal: T = mu m_u (c_s v_u)^2 / k_B with c_s = {code_units.iso_sound_speed}"
+            t_note = ("isothermal: T = mu m_u (c_s v_u)^2 / k_B with c_s = "
+                      f"{code_units.iso_sound_speed}")
         else:
             t_note = "uniform, from the medium's units.temperature_K"
         attrs = {
