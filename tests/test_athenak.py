@@ -276,7 +276,8 @@ def _phase_stats(s):
     w = n / n.sum()
     v = [np.asarray(s[c], dtype=np.float64) for c in ("vx", "vy", "vz")]
     sigma = math.sqrt(sum((w * c * c).sum() - (w * c).sum() ** 2 for c in v))
-    return dict(frac=frac, n=(n.min(), n.max()), t=(t.min(), t.max()), b=(b.min(), b.max()),
+    return dict(frac=frac, n=(n.min(), n.max()), n_mean=n.mean(), t=(t.min(), t.max()),
+                b=(b.min(), b.max()),
                 b_rms=math.sqrt((b * b).mean()), sigma=sigma, bz=s.mean_field_ug()[2])
 
 
@@ -295,6 +296,7 @@ def test_real_ism_physical_values_match_readme(athenak_data, tmp_path, rel, read
     s = read_snapshot(athenak_to_snapshot(athenak_data / rel, tmp_path / "s.h5", {}, {}, {}))
     got = _phase_stats(s)
     assert abs(got["bz"] - 3.0) < 5e-5  # flux conservation: <B_z> = 3.0000 uG
+    assert got["n_mean"] == pytest.approx(1.0, rel=1e-5)  # mass conservation: started at n_H = 1
     for (gm, gv), (rm, rv) in zip(got["frac"], readme["frac"]):
         assert gm == pytest.approx(rm, abs=6e-4 if rm < 0.1 else 1.5e-3)
         assert gv == pytest.approx(rv, abs=6e-4 if rv < 0.1 else 1.5e-3)
