@@ -65,6 +65,7 @@ __all__ = [
     "AthenakOutput",
     "open_athenak",
     "parse_parameter_dump",
+    "grid_shape",
     "iter_tiles",
     "read_grid",
     "athenak_to_snapshot",
