@@ -427,3 +427,15 @@ def test_qlt_d_par_matches_a_direct_integration_of_dmumu():
     # end points by their limits: f(u→0) is finite for s = 5/3, f(1) = 0 as D_μμ ∝ 1 − μ²
     direct = 0.25 * rl * PC_CM * C_PC_S * PC_CM * np.trapezoid(np.r_[f[0], f, 0.0], np.r_[0, u, 1])
     assert tr.qlt_slab_d_par(rl, rl / rig, level) == pytest.approx(direct, rel=1e-5)
+
+
+def test_bootstrap_in_chunks_equals_one_draw(monkeypatch):
+    """Bounding memory (drawing resamples in chunks) does not change the resamples."""
+    rng = np.random.default_rng(41)
+    q = rng.exponential(size=(257, 3))
+    params = tr.TransportParams(bootstrap_samples=50, bootstrap_seed=9)
+    whole = tr.bootstrap_means(q, params)
+    monkeypatch.setattr(tr, "_BOOTSTRAP_CHUNK_ELEMENTS", 1000)  # 1 sample per chunk
+    np.testing.assert_array_equal(tr.bootstrap_means(q, params), whole)
+    # and it is a real resampling: the spread of the means is the standard error
+    np.testing.assert_allclose(whole.std(axis=0), q.std(axis=0) / np.sqrt(257), rtol=0.35)

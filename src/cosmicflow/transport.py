@@ -74,6 +74,7 @@ __all__ = [
     "classify_exponent",
     "late_window",
     "window_estimate",
+    "bootstrap_means",
     "phase_matrices",
     "sum_rule_deviation",
     "phase_fractions",
@@ -390,7 +391,7 @@ def running_dmumu(ds: xr.Dataset) -> xr.Dataset:
     """
     omega = float(ds.attrs["omega_ref_rad_s"])
     dmu2 = ((ds["mu"] - ds["mu"].isel(time=0)) ** 2).mean("particle")
-    dmu2 = _positive_times(dmu2.to_dataset(name="m"))["m"]
+    dmu2 = dmu2.isel(time=np.flatnonzero(dmu2["time"].values > 0))
     out = xr.Dataset(
         {"D_mumu_over_omega": dmu2 / (2 * dmu2["time"] * omega), "mean_sq_dmu": dmu2}
     )
@@ -461,9 +462,28 @@ def _dmumu_window(time: np.ndarray, omega: float, params: TransportParams) -> np
     return (gyro > 0) & (gyro >= lo) & (gyro <= hi)
 
 
-def _bootstrap_indices(n: int, params: TransportParams) -> np.ndarray:
+#: resampled elements held in memory at once by the bootstrap (bounds memory for large N)
+_BOOTSTRAP_CHUNK_ELEMENTS = 1 << 22
+
+
+def bootstrap_means(per_particle: np.ndarray, params: TransportParams) -> np.ndarray:
+    """Means of ``bootstrap_samples`` resamples (with replacement) of the rows of an array.
+
+    ``per_particle`` has the particle on axis 0; returns (samples, ...) means. The resamples
+    depend only on ``bootstrap_seed`` and the number of particles, so every quantity of one
+    result is resampled with the same particle draws (ratios and sums stay consistent).
+    Indices are drawn in chunks so memory stays bounded for any number of particles.
+    """
+    a = np.asarray(per_particle, dtype=np.float64)
+    n = a.shape[0]
     rng = np.random.default_rng(params.bootstrap_seed)
-    return rng.integers(0, n, size=(params.bootstrap_samples, n))
+    out = np.empty((params.bootstrap_samples,) + a.shape[1:])
+    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // max(1, n * int(np.prod(a.shape[1:], dtype=np.int64))))
+    for start in range(0, params.bootstrap_samples, chunk):
+        stop = min(params.bootstrap_samples, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        out[start:stop] = a[idx].mean(axis=1)
+    return out
 
 
 def _interval(samples: np.ndarray, params: TransportParams) -> tuple[float, float]:
@@ -479,7 +499,6 @@ def window_estimate(
     per_particle: np.ndarray,
     mask: np.ndarray,
     params: TransportParams,
-    indices: np.ndarray | None = None,
 ) -> WindowEstimate:
     """Mean over particles and window times of a per-particle quantity, with bootstrap interval.
 
@@ -488,8 +507,6 @@ def window_estimate(
     per_particle : (particle, time) array, e.g. Δr∥²/(2t) [any units]
     mask : (time,) bool, the window
     params : TransportParams (bootstrap samples, coverage, seed)
-    indices : optional (samples, particle) resampling indices, to share one bootstrap between
-        several quantities
 
     The window mean is taken per particle first (q_i), so the estimate is mean_i q_i and the
     bootstrap resamples the q_i; ``stderr`` = std(q_i)/√N.
@@ -501,8 +518,7 @@ def window_estimate(
         return WindowEstimate.nan()
     q = a[:, mask].mean(axis=1)
     n = q.size
-    idx = _bootstrap_indices(n, params) if indices is None else indices
-    lo, hi = _interval(q[idx].mean(axis=1), params)
+    lo, hi = _interval(bootstrap_means(q, params), params)
     stderr = float(q.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     return WindowEstimate(float(q.mean()), lo, hi, stderr)
 
@@ -655,14 +671,13 @@ def _plateau_vars(
     msd: np.ndarray,
     time: np.ndarray,
     params: TransportParams,
-    indices: np.ndarray,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Plateau value, interval, stderr (variables) and regime/exponent/flag (attrs)."""
     mask = late_window(time, params)
     gamma = window_exponent(time, msd, mask)
     regime = _regime_name(classify_exponent(gamma, params))
     reached = regime == "diffusive"
-    est = window_estimate(per_particle, mask, params, indices) if reached else WindowEstimate.nan()
+    est = window_estimate(per_particle, mask, params) if reached else WindowEstimate.nan()
     units = {"units": "cm^2 s^-1"}
     variables = {
         f"{prefix}_plateau": ((), est.value, {**units, "long_name": f"plateau {prefix} (late diffusive window mean)"}),
@@ -721,8 +736,7 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
             {**flag_attrs, "long_name": f"pointwise regime of msd_{comp} from its local exponent"},
         )
 
-    # Plateaus: one bootstrap resampling shared by every plateau quantity.
-    idx = _bootstrap_indices(n, params)
+    # Plateaus (every bootstrap below draws the same particle resamples: same seed, same N).
     sq_par, sq_perp = _per_particle_sq(pos_ds, b0hat)
     per_par = (sq_par / (2 * pos_ds["time"])).transpose("particle", "time").values * PC2_CM2
     per_perp = (sq_perp / (4 * pos_ds["time"])).transpose("particle", "time").values * PC2_CM2
@@ -731,7 +745,7 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
         ("D_par", per_par, run["msd_par"].values),
         ("D_perp", per_perp, run["msd_perp"].values),
     ):
-        variables, a = _plateau_vars(prefix, per, msd, t, params, idx)
+        variables, a = _plateau_vars(prefix, per, msd, t, params)
         for name, (dims, val, va) in variables.items():
             out[name] = xr.Variable(dims, np.asarray(val, float), va)
         attrs.update(a)
@@ -756,7 +770,8 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
         diag = np.einsum("paa->pa", q)  # (particle, phase)
         with np.errstate(divide="ignore", invalid="ignore"):
             eff = diag.mean(axis=0) / np.where(f_mean > 0, f_mean, np.nan)
-            boot = diag[idx].mean(axis=1) / np.where(f_end[idx].mean(axis=1) > 0, f_end[idx].mean(axis=1), np.nan)
+            f_boot = bootstrap_means(f_end, params)
+            boot = bootstrap_means(diag, params) / np.where(f_boot > 0, f_boot, np.nan)
         bounds = np.array([_interval(boot[:, a], params) for a in range(eff.size)])
         if not reached:
             eff = np.full_like(eff, np.nan)
@@ -773,7 +788,7 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
     mu = pos_ds["mu"].transpose("particle", "time").values
     mu_all = ds["mu"].transpose("particle", "time").values
     per_mu = (mu - mu_all[:, :1]) ** 2 / (2 * t * omega)
-    est = window_estimate(per_mu, mmask, params, idx)
+    est = window_estimate(per_mu, mmask, params)
     mu_gamma = window_exponent(t, dmm["mean_sq_dmu"].values, mmask)
     out["D_mumu_over_omega_early"] = xr.Variable(
         (), est.value, {"units": "1", "long_name": "D_mumu/Omega, mean over the early window"}
