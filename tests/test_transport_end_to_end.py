@@ -134,7 +134,7 @@ def test_mono_mu0_pitch_angle_diffusion_in_uniform_field(tmp_path):
     batch = run_integration(
         snap, tmp_path / "mono.h5", ENERGY_PEV, "mono",
         subgrid_nu_over_omega=nu_over_omega, first_output_gyroperiods=0.05, output_times=40,
-        mono={"energies_PeV": [ENERGY_PEV], "mu0": mu0, "particles_per_mu0": 10000,
+        mono={"energies_PeV": [ENERGY_PEV], "mu0": mu0, "particles_per_mu0": 20000,
               "duration_gyroperiods": 2.0},
     )
     # window 0.2–2 gyro-periods: ν t ≤ 0.25
@@ -153,7 +153,9 @@ def test_mono_mu0_pitch_angle_diffusion_in_uniform_field(tmp_path):
         err = float(res["D_mumu_over_omega_mu0_stderr"][i])
         print(f"mu0 = {m0}: D_mumu/Omega = {value:.4e} +- {err:.1e}; exact {exact:.4e}; "
               f"nu t << 1 limit (nu/2Omega)(1/3 + mu0^2) = {limit:.4e}")
-        assert abs(value - exact) < 3 * err
+        # few particles have scattered at ν t ≤ 0.25, so the per-particle values are very skewed:
+        # 4 standard errors keeps the false-alarm rate over three μ0 below 1e-3
+        assert abs(value - exact) < 4 * err
         assert value == pytest.approx(limit, rel=0.2)
 
 

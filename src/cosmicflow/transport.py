@@ -702,6 +702,8 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
     (time, phase), and, for ``injection == "mono"``, D_μμ/Ω vs μ0 on dim ``mu0``.
     """
     params = params or TransportParams()
+    if ds.sizes.get("time", 0) < 3 or float(ds["time"][0]) != 0.0:
+        raise ValueError("analyse_transport needs >= 3 output times starting at t = 0 (mu0 = mu(0))")
     b0hat = mean_field_direction(ds)
     omega = float(ds.attrs["omega_ref_rad_s"])
     pos_ds = _positive_times(ds)
