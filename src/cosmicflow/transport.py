@@ -665,24 +665,37 @@ def dmumu_vs_mu0(ds: xr.Dataset, params: TransportParams) -> xr.Dataset:
 # The whole analysis
 
 
+CM2_S = "cm^2 s^-1"
+
+
+def _var(dims: Any, values: Any, units: str, long_name: str | None = None) -> xr.Variable:
+    attrs = {"units": units} if long_name is None else {"units": units, "long_name": long_name}
+    return xr.Variable(dims, np.asarray(values, dtype=np.float64), attrs)
+
+
 def _plateau_vars(
     prefix: str,
     per_particle: np.ndarray,
     msd: np.ndarray,
     time: np.ndarray,
     params: TransportParams,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Plateau value, interval, stderr (variables) and regime/exponent/flag (attrs)."""
+) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
+    """Plateau value, interval, stderr (variables) and regime/exponent/flag (attrs).
+
+    ``per_particle`` (particle, time) holds Δr∥²/(2t) or |Δr⊥|²/(4t) [cm^2 s^-1], ``msd`` the
+    matching mean squared displacement; the rule is in the module docstring.
+    """
     mask = late_window(time, params)
     gamma = window_exponent(time, msd, mask)
     regime = _regime_name(classify_exponent(gamma, params))
     reached = regime == "diffusive"
     est = window_estimate(per_particle, mask, params) if reached else WindowEstimate.nan()
-    units = {"units": "cm^2 s^-1"}
     variables = {
-        f"{prefix}_plateau": ((), est.value, {**units, "long_name": f"plateau {prefix} (late diffusive window mean)"}),
-        f"{prefix}_plateau_interval": (("bound",), [est.lower, est.upper], {**units, "long_name": f"bootstrap interval of {prefix}_plateau"}),
-        f"{prefix}_plateau_stderr": ((), est.stderr, {**units, "long_name": f"standard error of {prefix}_plateau"}),
+        f"{prefix}_plateau": _var((), est.value, CM2_S, f"plateau {prefix} (late diffusive window mean)"),
+        f"{prefix}_plateau_interval": _var(
+            "bound", [est.lower, est.upper], CM2_S, f"bootstrap interval of {prefix}_plateau"
+        ),
+        f"{prefix}_plateau_stderr": _var((), est.stderr, CM2_S, f"standard error of {prefix}_plateau"),
     }
     attrs = {
         f"{prefix}_regime": regime,
@@ -692,37 +705,85 @@ def _plateau_vars(
     return variables, attrs
 
 
-def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> xr.Dataset:
-    """Every transport quantity of one merged (medium, energy, injection) set of batches.
+def _phase_plateau_vars(
+    comp: str,
+    products: xr.DataArray,
+    f_end: np.ndarray,
+    mask: np.ndarray,
+    reached: bool,
+    params: TransportParams,
+) -> dict[str, xr.Variable]:
+    """Late-window matrix and D_eff,α = D_αα / f_α with bootstrap intervals for one component.
 
-    ``ds`` is the output of :func:`load_batches` (or a Dataset with the same variables and
-    attributes). The result is the "Transport result" of docs/data-contracts.md: running
-    curves on dim ``time`` (t > 0), plateau values with bootstrap intervals on dim ``bound``
-    (lower, upper), phase matrices on (time, phase_a, phase_b), phase fractions and D_eff on
-    (time, phase), and, for ``injection == "mono"``, D_μμ/Ω vs μ0 on dim ``mu0``.
+    ``products`` are the per-particle Δr_α·Δr_β products (particle, time, phase_a, phase_b)
+    [pc^2] of that component, ``f_end`` (particle, phase) the fractions of the whole run spent
+    in each phase. Everything is NaN unless the total coefficient reached a plateau.
     """
-    params = params or TransportParams()
-    if ds.sizes.get("time", 0) < 3 or float(ds["time"][0]) != 0.0:
-        raise ValueError("analyse_transport needs >= 3 output times starting at t = 0 (mu0 = mu(0))")
-    b0hat = mean_field_direction(ds)
-    omega = float(ds.attrs["omega_ref_rad_s"])
-    pos_ds = _positive_times(ds)
-    t = pos_ds["time"].values
-    n = pos_ds.sizes["particle"]
-    if n < 2:
-        raise InputError(f"transport needs at least 2 particles, got {n}")
+    denom = 2.0 if comp == "par" else 4.0
+    per = products / (denom * products["time"]) * PC2_CM2
+    per = per.transpose("particle", "time", "phase_a", "phase_b").values
+    q = per[:, mask].mean(axis=1)  # (particle, phase_a, phase_b) window mean per particle
+    diag = np.einsum("paa->pa", q)
+    f_mean = f_end.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = diag.mean(axis=0) / np.where(f_mean > 0, f_mean, np.nan)
+        f_boot = bootstrap_means(f_end, params)
+        boot = bootstrap_means(diag, params) / np.where(f_boot > 0, f_boot, np.nan)
+    bounds = np.array([_interval(boot[:, a], params) for a in range(eff.size)])
+    mat = q.mean(axis=0)
+    if not reached:
+        mat, eff, bounds = (np.full_like(x, np.nan) for x in (mat, eff, bounds))
+    return {
+        f"D_{comp}_matrix_plateau": _var(
+            ("phase_a", "phase_b"), mat, CM2_S, f"late-window D_{comp} matrix (NaN without plateau)"
+        ),
+        f"D_eff_{comp}_plateau": _var(
+            "phase", eff, CM2_S, f"effective phase D_{comp} = D_aa/f_a (late window)"
+        ),
+        f"D_eff_{comp}_plateau_interval": _var(
+            ("phase", "bound"), bounds, CM2_S, f"bootstrap interval of D_eff_{comp}_plateau"
+        ),
+    }
 
+
+def _dmumu_headline_vars(
+    ds: xr.Dataset, mean_sq_dmu: np.ndarray, params: TransportParams
+) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
+    """D_μμ/Ω over the early window with its interval (variables) and exponent/regime (attrs)."""
+    omega = float(ds.attrs["omega_ref_rad_s"])
+    t_all = ds["time"].values
+    mu = ds["mu"].transpose("particle", "time").values
+    t = t_all[t_all > 0]
+    per_mu = (mu[:, t_all > 0] - mu[:, :1]) ** 2 / (2 * t * omega)
+    mask = _dmumu_window(t, omega, params)
+    est = window_estimate(per_mu, mask, params)
+    gamma = window_exponent(t, mean_sq_dmu, mask)
+    variables = {
+        "D_mumu_over_omega_early": _var((), est.value, "1", "D_mumu/Omega, mean over the early window"),
+        "D_mumu_over_omega_early_interval": _var(
+            "bound", [est.lower, est.upper], "1", "bootstrap interval of D_mumu_over_omega_early"
+        ),
+        "D_mumu_over_omega_early_stderr": _var((), est.stderr, "1"),
+    }
+    attrs = {
+        "D_mumu_window_exponent": gamma,
+        "D_mumu_regime": _regime_name(classify_exponent(gamma, params)),
+        "D_mumu_window_outputs": int(mask.sum()),
+    }
+    return variables, attrs
+
+
+def _running_vars(ds: xr.Dataset, params: TransportParams) -> xr.Dataset:
+    """Every running curve: D(t), MSDs, exponents, regimes, D_μμ(t), matrices, fractions, D_eff."""
     run = running_coefficients(ds)
     dmm = running_dmumu(ds)
     dpar_m, dperp_m = phase_matrices(ds)
     frac = phase_fractions(ds)
-    dev_par = sum_rule_deviation(dpar_m, run["D_par"])
-    dev_perp = sum_rule_deviation(dperp_m, run["D_perp"])
     out = xr.merge([run, dmm])
     out["D_par_matrix"] = dpar_m
     out["D_perp_matrix"] = dperp_m
-    out["sum_rule_rel_dev_par"] = dev_par
-    out["sum_rule_rel_dev_perp"] = dev_perp
+    out["sum_rule_rel_dev_par"] = sum_rule_deviation(dpar_m, run["D_par"])
+    out["sum_rule_rel_dev_perp"] = sum_rule_deviation(dperp_m, run["D_perp"])
     out["phase_fraction"] = frac
     out["D_eff_par"] = effective_phase_coefficients(dpar_m, frac)
     out["D_eff_perp"] = effective_phase_coefficients(dperp_m, frac)
@@ -737,105 +798,99 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
             classify_exponent(out[f"msd_exponent_{comp}"].values, params),
             {**flag_attrs, "long_name": f"pointwise regime of msd_{comp} from its local exponent"},
         )
+    return out
 
-    # Plateaus (every bootstrap below draws the same particle resamples: same seed, same N).
-    sq_par, sq_perp = _per_particle_sq(pos_ds, b0hat)
-    per_par = (sq_par / (2 * pos_ds["time"])).transpose("particle", "time").values * PC2_CM2
-    per_perp = (sq_perp / (4 * pos_ds["time"])).transpose("particle", "time").values * PC2_CM2
-    attrs: dict[str, Any] = {}
-    for prefix, per, msd in (
-        ("D_par", per_par, run["msd_par"].values),
-        ("D_perp", per_perp, run["msd_perp"].values),
-    ):
-        variables, a = _plateau_vars(prefix, per, msd, t, params)
-        for name, (dims, val, va) in variables.items():
-            out[name] = xr.Variable(dims, np.asarray(val, float), va)
-        attrs.update(a)
 
-    # Matrices and D_eff over the same late window, reported only where the total has a plateau.
-    mask = late_window(t, params)
-    ppar, pperp = _phase_products(pos_ds, b0hat)
-    f_end = (pos_ds["phase_time"].isel(time=-1) / t[-1]).transpose("particle", "phase").values
-    f_mean = f_end.mean(axis=0)
-    out["phase_fraction_total"] = xr.Variable(
-        "phase", f_mean, {"units": "1", "long_name": "mean fraction of the whole run spent in each phase"}
-    )
-    for comp, prod, denom in (("par", ppar, 2.0), ("perp", pperp, 4.0)):
-        reached = bool(attrs[f"D_{comp}_plateau_reached"])
-        per = (prod / (denom * pos_ds["time"])).transpose("particle", "time", "phase_a", "phase_b").values * PC2_CM2
-        q = per[:, mask].mean(axis=1)  # (particle, a, b) window means per particle
-        mat = q.mean(axis=0) if reached else np.full(q.shape[1:], np.nan)
-        out[f"D_{comp}_matrix_plateau"] = xr.Variable(
-            ("phase_a", "phase_b"), mat,
-            {"units": "cm^2 s^-1", "long_name": f"late-window D_{comp} matrix (NaN without plateau)"},
-        )
-        diag = np.einsum("paa->pa", q)  # (particle, phase)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            eff = diag.mean(axis=0) / np.where(f_mean > 0, f_mean, np.nan)
-            f_boot = bootstrap_means(f_end, params)
-            boot = bootstrap_means(diag, params) / np.where(f_boot > 0, f_boot, np.nan)
-        bounds = np.array([_interval(boot[:, a], params) for a in range(eff.size)])
-        if not reached:
-            eff = np.full_like(eff, np.nan)
-            bounds = np.full_like(bounds, np.nan)
-        out[f"D_eff_{comp}_plateau"] = xr.Variable(
-            "phase", eff, {"units": "cm^2 s^-1", "long_name": f"effective phase D_{comp} = D_aa/f_a (late window)"}
-        )
-        out[f"D_eff_{comp}_plateau_interval"] = xr.Variable(
-            ("phase", "bound"), bounds, {"units": "cm^2 s^-1", "long_name": f"bootstrap interval of D_eff_{comp}_plateau"}
-        )
-
-    # D_mumu headline from the early window.
-    mmask = _dmumu_window(t, omega, params)
-    mu = pos_ds["mu"].transpose("particle", "time").values
-    mu_all = ds["mu"].transpose("particle", "time").values
-    per_mu = (mu - mu_all[:, :1]) ** 2 / (2 * t * omega)
-    est = window_estimate(per_mu, mmask, params)
-    mu_gamma = window_exponent(t, dmm["mean_sq_dmu"].values, mmask)
-    out["D_mumu_over_omega_early"] = xr.Variable(
-        (), est.value, {"units": "1", "long_name": "D_mumu/Omega, mean over the early window"}
-    )
-    out["D_mumu_over_omega_early_interval"] = xr.Variable(
-        "bound", [est.lower, est.upper], {"units": "1", "long_name": "bootstrap interval of D_mumu_over_omega_early"}
-    )
-    out["D_mumu_over_omega_early_stderr"] = xr.Variable((), est.stderr, {"units": "1"})
-    attrs["D_mumu_window_exponent"] = mu_gamma
-    attrs["D_mumu_regime"] = _regime_name(classify_exponent(mu_gamma, params))
-    attrs["D_mumu_window_outputs"] = int(mmask.sum())
-
-    if str(ds.attrs.get("injection")) == "mono":
-        mono = dmumu_vs_mu0(ds, params)
-        out = xr.merge([out, mono.drop_vars("time")], combine_attrs="override")
-
-    dev_worst_par = float(np.nanmax(dev_par.values)) if dev_par.size else math.nan
-    dev_worst_perp = float(np.nanmax(dev_perp.values)) if dev_perp.size else math.nan
-    sum_ok = dev_worst_par <= params.sum_rule_rtol and dev_worst_perp <= params.sum_rule_rtol
-    if not sum_ok:
+def _sum_rule_attrs(out: xr.Dataset, params: TransportParams) -> dict[str, Any]:
+    worst = {
+        c: float(np.nanmax(out[f"sum_rule_rel_dev_{c}"].values)) for c in ("par", "perp")
+    }
+    ok = all(w <= params.sum_rule_rtol for w in worst.values())
+    if not ok:
         log.warning(
             "sum rule (Eq. 15) violated beyond %.1e: worst relative deviation par %.3e, perp %.3e",
-            params.sum_rule_rtol, dev_worst_par, dev_worst_perp,
+            params.sum_rule_rtol, worst["par"], worst["perp"],
         )
+    return {
+        "sum_rule_max_rel_dev_par": worst["par"],
+        "sum_rule_max_rel_dev_perp": worst["perp"],
+        "sum_rule_ok": int(ok),
+    }
+
+
+#: batch attributes copied into the transport result
+_COPIED_ATTRS = ("medium", "energy_PeV", "injection", "charge", "larmor_radius_pc", "omega_ref_rad_s",
+                 "b_ref_uG", "n_batches", "batch_files", "subgrid_nu_over_omega")
+
+
+def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> xr.Dataset:
+    """Every transport quantity of one merged (medium, energy, injection) set of batches.
+
+    ``ds`` is the output of :func:`load_batches` (or a Dataset with the same variables and
+    attributes). The result is the "Transport result" of docs/data-contracts.md: running
+    curves on dim ``time`` (t > 0), plateau values with bootstrap intervals on dim ``bound``
+    (lower, upper), phase matrices on (time, phase_a, phase_b), phase fractions and D_eff on
+    (time, phase), and, for ``injection == "mono"``, D_μμ/Ω vs μ0 on dim ``mu0``. Every
+    bootstrap uses the same particle resamples (same seed, same N).
+    """
+    params = params or TransportParams()
+    if ds.sizes.get("time", 0) < 3 or float(ds["time"][0]) != 0.0:
+        raise ValueError("analyse_transport needs >= 3 output times starting at t = 0 (mu0 = mu(0))")
+    n = ds.sizes["particle"]
+    if n < 2:
+        raise InputError(f"transport needs at least 2 particles, got {n}")
+    b0hat = mean_field_direction(ds)
+    omega = float(ds.attrs["omega_ref_rad_s"])
+    pos_ds = _positive_times(ds)
+    t = pos_ds["time"].values
+    tp = pos_ds["time"]
+
+    out = _running_vars(ds, params)
+    attrs: dict[str, Any] = {}
+
+    sq_par, sq_perp = _per_particle_sq(pos_ds, b0hat)
+    for prefix, sq, denom in (("D_par", sq_par, 2.0), ("D_perp", sq_perp, 4.0)):
+        per = (sq / (denom * tp)).transpose("particle", "time").values * PC2_CM2
+        msd = out["msd_par" if prefix == "D_par" else "msd_perp"].values
+        variables, a = _plateau_vars(prefix, per, msd, t, params)
+        out = out.assign(variables)
+        attrs.update(a)
+
+    mask = late_window(t, params)
+    f_end = (pos_ds["phase_time"].isel(time=-1) / t[-1]).transpose("particle", "phase").values
+    out["phase_fraction_total"] = _var(
+        "phase", f_end.mean(axis=0), "1", "mean fraction of the whole run spent in each phase"
+    )
+    ppar, pperp = _phase_products(pos_ds, b0hat)
+    for comp, products in (("par", ppar), ("perp", pperp)):
+        reached = bool(attrs[f"D_{comp}_plateau_reached"])
+        out = out.assign(_phase_plateau_vars(comp, products, f_end, mask, reached, params))
+
+    variables, a = _dmumu_headline_vars(ds, out["mean_sq_dmu"].values, params)
+    out = out.assign(variables)
+    attrs.update(a)
+
+    if str(ds.attrs.get("injection")) == "mono":
+        out = xr.merge([out, dmumu_vs_mu0(ds, params).drop_vars("time")], combine_attrs="override")
+
     late = t[mask]
+    attrs.update(_sum_rule_attrs(out, params))
     attrs.update(
         {
-            "sum_rule_max_rel_dev_par": dev_worst_par,
-            "sum_rule_max_rel_dev_perp": dev_worst_perp,
-            "sum_rule_ok": int(sum_ok),
-            "plateau_window_s": [float(late[0]), float(late[-1])] if late.size else [math.nan, math.nan],
+            "plateau_window_s": [float(late[0]), float(late[-1])] if late.size else [math.nan] * 2,
             "dmumu_window_gyroperiods": list(params.dmumu_window_gyroperiods),
             "n_particles": int(n),
             "mean_field_direction": b0hat.tolist(),
             "parameters": str(params.as_dict()),
         }
     )
-    for key in ("medium", "energy_PeV", "injection", "charge", "larmor_radius_pc",
-                "omega_ref_rad_s", "b_ref_uG", "n_batches", "batch_files", "subgrid_nu_over_omega"):
-        if key in ds.attrs:
-            attrs[key] = ds.attrs[key]
+    attrs.update({k: ds.attrs[k] for k in _COPIED_ATTRS if k in ds.attrs})
     out["time"].attrs = {"units": "s", "long_name": "time since injection"}
     out = out.assign_coords(
         bound=("bound", ["lower", "upper"]),
-        t_gyroperiods=("time", t * omega / (2 * math.pi), {"units": "1", "long_name": "time in gyro-periods 2 pi / Omega"}),
+        t_gyroperiods=(
+            "time", t * omega / (2 * math.pi), {"units": "1", "long_name": "time in gyro-periods 2 pi / Omega"}
+        ),
     )
     out.attrs = attrs
     return out
