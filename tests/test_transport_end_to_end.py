@@ -22,7 +22,7 @@ If the merged integrator differs, adapt :func:`run_integration` only.
 2. Mono-μ0 injection in the same field: μ is constant between scatterings and uniform after
    one, so ⟨(μ − μ0)²⟩ = (1 − e^{−νt})(1/3 + μ0²) exactly, → (ν/2)(1/3 + μ0²)·2t at νt ≪ 1.
 3. Weak slab turbulence (δB²/B0² = 0.01, 0.05; r_L/ℓ = 0.1, 0.3): D∥ against quasi-linear
-   theory (:func:`cosmicflow.transport.qlt_slab_d_par`; Jokipii 1966, Shalchi 2009 §3) for the
+   theory (:func:`cosmicflow.transport.qlt_slab_d_par`; Jokipii 1966, Shalchi 2009 ch. 3) for the
    bend-over Kolmogorov slab spectrum G(k) = C(s) δB² ℓ / (1 + k²ℓ²)^{s/2}, s = 5/3,
    ∫_{−∞}^{∞} G dk = δB² (both transverse components). The slab field is built here from that
    spectrum (discrete modes k_n = 2πn/L_z, amplitude² 2 G(k_n) Δk per component pair), so the

@@ -1025,7 +1025,7 @@ def kolmogorov_slab_spectrum(x: np.ndarray | float, s: float = 5.0 / 3.0) -> np.
 
     where G(k) is the spectrum of both transverse components together over −∞ < k < ∞,
     ∫G dk = δB² = ⟨δB_x² + δB_y²⟩, ℓ the bend-over scale and s = 5/3 the Kolmogorov inertial
-    range index (Shalchi 2009, *Nonlinear Cosmic Ray Diffusion Theories*, §2.5, where the same
+    range index (Shalchi 2009, *Nonlinear Cosmic Ray Diffusion Theories*, ch. 2, where the same
     form is written with ν = s/2 and the normalisation split over the two components).
     """
     if not 1 < s < 3:
@@ -1043,7 +1043,7 @@ def qlt_slab_dmumu_over_omega(
               \frac{\delta B^2}{B_0^2}\; x_{\rm res}\,\tilde G(x_{\rm res}),
               \qquad x_{\rm res} = k_{\rm res}\ell = \frac{1}{R\,|\mu|}
 
-    (Jokipii 1966, ApJ 146, 480; Shalchi 2009 Eq. 3.29 for a non-helical spectrum) where μ is
+    (Jokipii 1966, ApJ 146, 480; Shalchi 2009, ch. 3, non-helical spectrum) where μ is
     the pitch-angle cosine, R = r_L/ℓ = v/(Ωℓ) the rigidity, δB²/B0² the turbulence level and
     G̃ the normalised spectrum of :func:`kolmogorov_slab_spectrum`. It follows from
     D_μμ = ∫_0^∞ ⟨μ̇(0) μ̇(t)⟩ dt along unperturbed helices with the gyro-resonance
@@ -1068,7 +1068,7 @@ def qlt_slab_d_par(
     .. math:: D_\parallel = \frac{v^2}{8}\int_{-1}^{1}\frac{(1-\mu^2)^2}{D_{\mu\mu}}\,d\mu
               = \frac{r_L c}{4}\int_0^1 \frac{(1-\mu^2)^2}{D_{\mu\mu}/\Omega}\,d\mu
 
-    (Jokipii 1966; Earl 1974; Shalchi 2009 Eq. 3.37) with D_μμ from
+    (Hasselmann & Wibberenz 1968; Earl 1974, ApJ 193, 231; Shalchi 2009, ch. 3) with D_μμ from
     :func:`qlt_slab_dmumu_over_omega`, v = c and Ω = c/r_L. The integrand diverges as
     |μ|^{1−s} at μ = 0 (integrable for s < 2); it is integrated with that algebraic weight.
     """
