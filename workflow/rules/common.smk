@@ -10,6 +10,8 @@ MEDIA = list(config["media"])
 
 wildcard_constraints:
     medium="|".join(MEDIA),
+    energy=r"[0-9][0-9.e+-]*",
+    injection="isotropic|mono",
 
 
 def medium_config(wildcards):
@@ -27,8 +29,51 @@ def snapshot_path(medium):
     return f"results/{medium}/snapshot.h5"
 
 
+def energy_label(energy_pev):
+    """An energy [PeV] as it appears in file names: f"{E:g}" (1.5, 2.5, 10)."""
+    return f"{float(energy_pev):g}"
+
+
+def particle_runs():
+    """(energy label, injection) pairs that have particle batches, from the config:
+    isotropic runs at every particles.energies_PeV, mono-mu0 runs at integrate.mono.energies_PeV."""
+    runs = [(energy_label(e), "isotropic") for e in config["particles"]["energies_PeV"]]
+    runs += [(energy_label(e), "mono") for e in config["integrate"]["mono"]["energies_PeV"]]
+    return list(dict.fromkeys(runs))
+
+
+def particle_batch_path(medium, energy, injection, batch):
+    return f"results/{medium}/particles/E{energy}_{injection}_b{batch}.h5"
+
+
+def transport_batches(wildcards):
+    """All particle batches of one (medium, energy, injection): integrate.batches of them."""
+    if (wildcards.energy, wildcards.injection) not in particle_runs():
+        raise ValueError(
+            f"no {wildcards.injection} particle run at E = {wildcards.energy} PeV in the config; "
+            f"configured (energy, injection) runs: {particle_runs()}"
+        )
+    return [
+        particle_batch_path(wildcards.medium, wildcards.energy, wildcards.injection, b)
+        for b in range(config["integrate"]["batches"])
+    ]
+
+
+def transport_result_path(medium, energy, injection):
+    return f"results/{medium}/transport/E{energy}_{injection}.nc"
+
+
+def transport_results():
+    """Every transport result of the config: each medium x (energy, injection) run."""
+    return [transport_result_path(m, e, i) for m in MEDIA for e, i in particle_runs()]
+
+
 def get_final_outputs():
-    return [snapshot_path(m) for m in MEDIA]
+    return (
+        [snapshot_path(m) for m in MEDIA]
+        + transport_results()
+        + ["results/transport_summary.csv"]
+    )
 
 
 def snapshot_mem_mb(wildcards, input):
