@@ -9,6 +9,8 @@ rule transport:
         transport="results/{medium}/transport/E{energy}_{injection}.nc",
     params:
         transport=config["transport"],
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/transport/{medium}_E{energy}_{injection}.log",
     script:
@@ -20,6 +22,8 @@ rule summary:
         transport=transport_results(),
     output:
         summary="results/transport_summary.csv",
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/transport/summary.log",
     script:
