@@ -802,8 +802,8 @@ def multiphase(
        the densities of the threshold temperatures at the median pressure and
        :math:`j` = ``phase_density_jump`` > 1 opens a density gap across each threshold, so the
        temperature jumps across the thresholds instead of lingering near them. The jumps are
-       smoothed over :math:`\Delta z = w\,\langle|\nabla\phi|^2\rangle^{1/2}` (w =
-       ``boundary_width_pc``), i.e. phase boundaries are about w thick. :math:`z_W`,
+       blurred over :math:`\Delta z = w\,\langle|\nabla\phi|^2\rangle^{1/2}` (w =
+       ``boundary_width_pc``), i.e. phase boundaries are about w thick (default: one cell). :math:`z_W`,
        :math:`z_C` and :math:`s_W` are solved for so that the mean density and the CNM and WNM
        mass fractions (including the pressure scatter below) equal the requested values; the
        realised density is finally rescaled by a factor within ~1e-3 of 1 to the exact mean.
@@ -814,11 +814,12 @@ def multiphase(
 
        .. math::
            \mathbf B = B_0\hat{\mathbf z} + \nabla_c\times\left(g\,\mathbf A\right),
-           \qquad g = (n/\bar n)^{a},
+           \qquad g = (\tilde n/\bar n)^{a},
 
        with :math:`\mathbf A` a Coulomb-gauge Gaussian vector potential with mode power
        :math:`k^{-11/3-2}` (so :math:`\nabla\times\mathbf A` is Kolmogorov), :math:`a` =
-       ``field_density_exponent``, and :math:`\nabla_c\times` the periodic second-order
+       ``field_density_exponent``, :math:`\tilde n` the density map of step 1 with its
+       jumps blurred over ``field_smoothing_pc``, and :math:`\nabla_c\times` the periodic second-order
        central-difference curl :func:`central_curl`. Hence :func:`central_divergence` of
        :math:`\mathbf B` is 0 to round-off and :math:`\langle\mathbf B\rangle = B_0\hat{\mathbf
        z}` exactly (a difference of a periodic array has zero mean). Since
@@ -842,8 +843,12 @@ def multiphase(
     cnm_mass_fraction, wnm_mass_fraction : target mass fractions (paper: 0.22, 0.34); UNM
         gets the rest.
     phase_density_jump : factor j (> 1) by which n jumps on each side of a threshold density.
-    boundary_width_pc : thickness of phase boundaries [pc]; None = 1 cell; 0 = a jump
-        between neighbouring cells.
+    boundary_width_pc : thickness of the density/temperature jump at phase boundaries [pc];
+        0 (default) = a jump between neighbouring cells (real fronts, set by thermal
+        conduction at ~0.01-0.1 pc, are thinner than any cell used here).
+    field_smoothing_pc : thickness [pc] over which the field amplification g changes across a
+        phase boundary; None = 2 cells. A jump in g would put a one-cell spike
+        :math:`\nabla g\times\mathbf A` into B that grows as the cell shrinks.
     l_min_pc, l_max_pc : band of all random fields [pc]; None = 4 cells and box/2.
     density_spectral_index : mode-power index of the density-generating field.
     field_density_exponent : a in g = (n / mean n)^a, >= 0.
