@@ -655,12 +655,10 @@ def _phase_budget(log_n: np.ndarray, z: np.ndarray, p0: float, sigma_lnp: float,
     """
     wz = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi) * (z[1] - z[0])
     n = np.exp(log_n)
-    if sigma_lnp > 0:
-        p_cnm = special.ndtr(np.log(t_cnm * n / p0) / sigma_lnp)
-        p_wnm = special.ndtr(-np.log(t_wnm * n / p0) / sigma_lnp)
-    else:
-        p_cnm = (p0 / n < t_cnm).astype(float)
-        p_wnm = (p0 / n > t_wnm).astype(float)
+    # a floor keeps the phase probabilities smooth (root finding) when P is uniform
+    sigma_lnp = max(sigma_lnp, 1e-3)
+    p_cnm = special.ndtr(np.log(t_cnm * n / p0) / sigma_lnp)
+    p_wnm = special.ndtr(-np.log(t_wnm * n / p0) / sigma_lnp)
     probs = np.stack([p_cnm, 1.0 - p_cnm - p_wnm, p_wnm])
     vol = probs @ wz
     mass = probs @ (wz * n)
@@ -687,7 +685,7 @@ def _calibrate_phase_map(mean_n: float, cnm_mass: float, wnm_mass: float, p0: fl
     best = None
     for x0 in ([1.0, 1.4, 0.2], [0.5, 2.0, 0.5], [1.5, 1.0, 0.1], [0.0, 2.5, 1.0]):
         sol = optimize.least_squares(residual, x0, bounds=([-4.0, 0.02, 1e-3], [5.0, 6.0, 3.0]),
-                                     xtol=1e-12, ftol=1e-12, gtol=1e-12)
+                                     xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=60)
         err = float(np.max(np.abs(sol.fun)))
         if best is None or err < best[0]:
             best = (err, sol.x)
@@ -696,10 +694,12 @@ def _calibrate_phase_map(mean_n: float, cnm_mass: float, wnm_mass: float, p0: fl
     err, x = best
     if err > 1e-4:
         raise ValueError(
-            "multiphase: cannot reach mean_density_cm3 = {:g} with CNM / WNM mass fractions "
-            "{:g} / {:g} at P/k_B = {:g} K cm^-3 (residual {:.2g}); the phase densities are "
-            "fixed by the pressure and the threshold temperatures, so choose a mean density "
-            "and fractions compatible with them".format(mean_n, cnm_mass, wnm_mass, p0, err)
+            f"multiphase: cannot reach mean_density_cm3 = {mean_n:g} with CNM / WNM mass "
+            f"fractions {cnm_mass:g} / {wnm_mass:g} at P/k_B = {p0:g} K cm^-3 (residual "
+            f"{err:.2g}). The phase densities are set by the pressure and the thresholds: WNM "
+            f"lies below n = {n_wu / gap:.3g} cm^-3 and CNM above {n_uc * gap:.3g} cm^-3, so "
+            f"e.g. the WNM needs a volume fraction of at least {wnm_mass * mean_n * gap / n_wu:.3g}"
+            "; choose a mean density, pressure and fractions compatible with that"
         )
     z1, dz2, s_w = (float(v) for v in x)
     return _PhaseMap(z_wnm=z1, z_cnm=z1 + dz2, wnm_log_slope=s_w, n_wu=n_wu, n_uc=n_uc, gap=gap)
@@ -720,6 +720,21 @@ def _gaussian_anamorphosis(phi: np.ndarray, nbins: int = 8192) -> tuple[np.ndarr
     cdf = np.concatenate([[0.0], np.cumsum(counts)]) / phi.size
     eps = 0.5 / phi.size
     return edges, special.ndtri(np.clip(cdf, eps, 1.0 - eps))
+
+
+def _interp_uniform(x: np.ndarray, lo: float, hi: float, table: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``table`` (values at ``len(table)`` equispaced nodes spanning
+    [lo, hi]) at ``x`` (float32 in, float32 out, clamped at the ends); like ``np.interp`` but
+    without its binary search."""
+    nseg = table.size - 1
+    t = (x - np.float32(lo)) * np.float32(nseg / (hi - lo))
+    np.clip(t, 0, nseg, out=t)
+    i = np.minimum(t.astype(np.int32), nseg - 1)
+    t -= i
+    tab = table.astype(np.float32)
+    out = tab[i]
+    out += t * (tab[i + 1] - out)
+    return out
 
 
 def _map_planes(src: np.ndarray, func: Callable[[np.ndarray, slice], np.ndarray]) -> np.ndarray:
@@ -908,14 +923,15 @@ def multiphase(
                                 width_pc * grad_phi)
     phi_edges, z_edges = _gaussian_anamorphosis(phi)
     logn_edges = pmap.log_density(z_edges, width_pc * grad_phi)
-    density = _map_planes(phi, lambda a, s: np.exp(np.interp(a, phi_edges, logn_edges)))
+    lo, hi = float(phi_edges[0]), float(phi_edges[-1])
+    density = _map_planes(phi, lambda a, s: np.exp(_interp_uniform(a, lo, hi, logn_edges)))
     rescale = n_mean / _mean(density)
     density *= np.float32(rescale)
     # field amplification g = (n/mean n)^a from the same map with boundaries blurred over
     # field_smoothing_pc, so B jumps across a boundary instead of spiking on it
     logg_edges = a_g * (pmap.log_density(z_edges, g_width_pc * grad_phi)
                         + math.log(rescale / n_mean))
-    g = _map_planes(phi, lambda a, s: np.exp(np.interp(a, phi_edges, logg_edges)))
+    g = _map_planes(phi, lambda a, s: np.exp(_interp_uniform(a, lo, hi, logg_edges)))
     del phi
 
     # 2. temperature from pressure equilibrium with a lognormal pressure
