@@ -133,6 +133,7 @@ def test_same_seed_same_medium_other_seed_other_medium(name):
         ("kolmogorov", dict(db_rms_uG=-1.0), "db_rms_uG"),
         ("kolmogorov", dict(density_cm3=0.0), "density_cm3"),
         ("kolmogorov", dict(temperature_K=float("nan")), "temperature_K"),
+        ("kolmogorov", dict(l_min_pc=97.0, l_max_pc=99.0), "no Fourier mode"),
         ("slab", dict(sigma_v_kms=-2.0), "sigma_v_kms"),
         ("slab", dict(l_min_pc=1.0), "below 2 cells"),
         ("multiphase", dict(cnm_mass_fraction=0.7, wnm_mass_fraction=0.4), "sum < 1"),
@@ -219,6 +220,16 @@ def test_kolmogorov_divergence_free(kolmo):
     div_c = synthetic.central_divergence(fields["bx"], fields["by"], fields["bz"], dx)
     grad = np.sqrt(sum(central_gradient_norm(fields[c], dx) ** 2 for c in ("bx", "by", "bz")))
     assert np.sqrt(np.mean(div_c.astype(np.float64) ** 2)) < 0.1 * np.sqrt(np.mean(grad**2))
+
+
+def test_kolmogorov_odd_grid():
+    """Odd grids have no Nyquist plane; the field must still be solenoidal with exact rms."""
+    fields, _ = synthetic.kolmogorov(33, BOX, 1, db_rms_uG=2.0)
+    spec, mx, my, mz, mag = half_spectrum(fields["bx"], fields["by"], fields["bz"])
+    div = mx * spec[0] + my * spec[1] + mz * spec[2]
+    assert np.abs(div).max() < 1e-5 * (mag * np.abs(spec[0])).max()
+    db2 = sum(fields[c].astype(np.float64) ** 2 for c in ("bx", "by")) + (fields["bz"] - 3.0) ** 2
+    assert math.sqrt(db2.mean()) == pytest.approx(2.0, rel=1e-5)
 
 
 def test_kolmogorov_velocity_independent_of_field(kolmo):

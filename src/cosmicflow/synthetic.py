@@ -24,8 +24,9 @@ Conventions shared by the generators
 * Same ``seed`` -> bit-identical fields (for a given NumPy/SciPy); every random component
   (field, velocity, density, pressure) has its own stream spawned from ``seed``.
 * Memory: Fourier work uses single-precision real FFTs (``scipy.fft.irfftn`` on complex64
-  half-spectra), processed in slabs, so a 512^3 medium peaks at roughly 10-12 float32 cubes
-  (about 6-7 GB including the 4.3 GB of output).
+  half-spectra) with noise and projections done in slabs of planes; at 512^3 the peak resident
+  memory is 5.3 GB for :func:`multiphase` and 4.3 GB for :func:`kolmogorov`, of which the
+  eight output cubes are 4.0 GiB (``benchmarks/synthetic_media.py`` measures it).
 """
 
 from __future__ import annotations
@@ -211,8 +212,16 @@ def gaussian_random_field(grid: int, box_pc: float, rng: np.random.Generator, l_
     f = _irfft(spec, grid)
     del spec
     f -= np.float32(_mean(f))
-    f *= np.float32(1.0 / _rms(f))
+    rms = _rms(f)
+    if rms == 0:
+        raise ValueError(_empty_band(grid, box_pc, l_min_pc, l_max_pc))
+    f *= np.float32(1.0 / rms)
     return f
+
+
+def _empty_band(grid: int, box: float, l_min: float, l_max: float) -> str:
+    return (f"no Fourier mode of a {grid}^3 grid over {box:g} pc has a wavelength between "
+            f"l_min = {l_min:g} and l_max = {l_max:g} pc; widen the band")
 
 
 def solenoidal_field(grid: int, box_pc: float, rng: np.random.Generator, l_min_pc: float,
@@ -252,7 +261,10 @@ def solenoidal_field(grid: int, box_pc: float, rng: np.random.Generator, l_min_p
     out = []
     while comps:
         out.append(_irfft(comps.pop(0), grid))
-    scale = rms / _rms(*out) if rms > 0 else 0.0
+    realised = _rms(*out)
+    if realised == 0:
+        raise ValueError(_empty_band(grid, box_pc, l_min_pc, l_max_pc))
+    scale = rms / realised
     for c in out:
         c *= np.float32(scale)
     return tuple(out)
