@@ -51,6 +51,7 @@ __all__ = [
     "gaussian_random_field",
     "kolmogorov",
     "multiphase",
+    "phase_fractions",
     "slab",
     "slab_spectrum",
     "solenoidal_field",
