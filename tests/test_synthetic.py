@@ -423,3 +423,9 @@ def test_build_medium_rejects_unknown_parameter(tmp_path):
     with pytest.raises(ValueError, match="unknown parameter"):
         build_medium("iso", medium, tmp_path / "s.h5")
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(synthetic).failed == 0

@@ -90,7 +90,7 @@ def sound_speed_kms(t_K: float, mu: float = MEAN_MOLECULAR_WEIGHT, gamma: float 
     ``gamma = 1`` gives the isothermal sound speed (used for the Mach numbers reported here),
     with :math:`P = n k_B T` and :math:`\rho = \mu m_u n`.
 
-    >>> round(sound_speed_kms(1.0e4), 3)
+    >>> round(sound_speed_kms(1.0e4), 2)
     7.71
     """
     return math.sqrt(gamma * K_B * t_K / (mu * M_U)) / KM_CM
