@@ -238,3 +238,216 @@ def fig5_scattering_histograms(
         cb = fig.colorbar(mesh, ax=axes, shrink=0.8, pad=0.01)
         cb.set_label("samples per bin", fontsize=8)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Figs. 6-9: transport results (one Dataset per medium and energy, see docs/data-contracts.md)
+# --------------------------------------------------------------------------------------------
+
+GeV_PER_PeV = 1.0e6
+
+
+def is_multiphase(result: xr.Dataset, min_fraction: float = 0.01) -> bool:
+    """True when particles spent at least ``min_fraction`` of their time in two or more phases."""
+    f = np.asarray(result["phase_fraction_total"].values, dtype=float)
+    return int(np.sum(f >= min_fraction)) >= 2
+
+
+def medium_style(results: Mapping[float, xr.Dataset]) -> dict:
+    """Paper convention: multiphase media solid lines, single-phase (isothermal) dashed + circles."""
+    any_ds = next(iter(results.values()))
+    if is_multiphase(any_ds):
+        return {"linestyle": "-", "marker": "s", "markersize": 4}
+    return {"linestyle": "--", "marker": "o", "markersize": 4, "markerfacecolor": "white"}
+
+
+def plateau_or_late(result: xr.Dataset, name: str) -> tuple[np.ndarray, bool]:
+    """The plateau value of ``name`` if a diffusive plateau was reached, else the running value
+    at the last output time (flagged False so figures can mark it)."""
+    plateau = np.asarray(result[f"{name}_plateau"].values, dtype=float)
+    if np.all(np.isfinite(plateau)):
+        return plateau, True
+    return np.asarray(result[name].isel(time=-1).values, dtype=float), False
+
+
+def _interval_err(result: xr.Dataset, name: str, value: float) -> tuple[float, float]:
+    key = f"{name}_plateau_interval"
+    if key not in result or not np.all(np.isfinite(result[key].values)):
+        return 0.0, 0.0
+    lo, hi = (float(v) for v in result[key].values)
+    return max(value - lo, 0.0), max(hi - value, 0.0)
+
+
+def _energy_series(by_energy: Mapping[float, xr.Dataset]):
+    energies = np.array(sorted(by_energy))
+    return energies, [by_energy[e] for e in energies]
+
+
+def fig6_dmumu_vs_mu0(mono: Mapping[str, xr.Dataset]) -> plt.Figure:
+    """Paper Fig. 6: D_μμ/Ω (early-window mean, Eq. 10) against injection μ0, one line per medium.
+
+    ``mono`` maps medium name to its mono-μ0 transport result at one energy.
+    """
+    fig, ax = plt.subplots(figsize=(3.4, 2.7), constrained_layout=True)
+    energies = set()
+    for name, ds in mono.items():
+        mu0 = ds["mu0"].values
+        y = ds["D_mumu_over_omega_mu0"].values
+        iv = ds["D_mumu_over_omega_mu0_interval"].values
+        err = np.abs(np.stack([y - iv[:, 0], iv[:, 1] - y]))
+        style = medium_style({0.0: ds})
+        ax.errorbar(mu0, y, yerr=err, label=name, capsize=2, **style)
+        energies.add(float(ds.attrs.get("energy_PeV", np.nan)))
+    ax.set_yscale("log")
+    ax.set_xlabel(r"injection pitch-angle cosine $\mu_0$")
+    ax.set_ylabel(r"$D_{\mu\mu}/\Omega$")
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_title(f"E = {', '.join(f'{e:g}' for e in sorted(energies))} PeV", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def _empirical_band(ax, e_pev: np.ndarray):
+    """Paper Eq. 16: D = (1e28-1e29) (E/1 GeV)^s cm^2 s^-1 for s = 0.3 and 0.5."""
+    e = np.geomspace(e_pev.min() / 1.3, e_pev.max() * 1.3, 50)
+    x = e * GeV_PER_PeV
+    for s, ls in ((0.3, ":"), (0.5, "-.")):
+        ax.fill_between(e, 1e28 * x**s, 1e29 * x**s, color="0.5", alpha=0.12, lw=0)
+        ax.plot(e, 1e28 * x**s, color="0.35", ls=ls, lw=1, label=rf"$10^{{28}}(E/\mathrm{{GeV}})^{{{s}}}$")
+
+
+def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
+    """Paper Fig. 7: plateau D∥ (Eq. 8), D⊥ (Eq. 9) [cm^2 s^-1] and D_μμ/Ω (Eq. 10) vs energy.
+
+    ``media`` maps medium name to {energy [PeV]: isotropic transport result}. Error bars are the
+    bootstrap intervals; where no diffusive plateau was reached the last running value is drawn
+    with an open, grey-edged marker and no error bar.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 2.6), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    all_e = []
+    for k, (name, by_energy) in enumerate(media.items()):
+        energies, results = _energy_series(by_energy)
+        all_e.extend(energies)
+        style = medium_style(by_energy)
+        color = colors[k % len(colors)]
+        for ax, var in zip(axes[:2], ("D_par", "D_perp")):
+            vals, errs, reached = [], [], []
+            for ds in results:
+                v, ok = plateau_or_late(ds, var)
+                vals.append(float(v))
+                errs.append(_interval_err(ds, var, float(v)) if ok else (0.0, 0.0))
+                reached.append(ok)
+            vals, reached = np.array(vals), np.array(reached)
+            ax.plot(energies, vals, color=color, ls=style["linestyle"], lw=1.2, label=name)
+            ax.errorbar(energies[reached], vals[reached], yerr=np.array(errs)[reached].T, fmt="none",
+                        ecolor=color, capsize=2)
+            ax.plot(energies[reached], vals[reached], ls="none", marker=style["marker"], color=color,
+                    markersize=4, markerfacecolor=style.get("markerfacecolor", color))
+            ax.plot(energies[~reached], vals[~reached], ls="none", marker=style["marker"],
+                    markersize=5, markerfacecolor="white", markeredgecolor="0.5")
+        y = np.array([float(ds["D_mumu_over_omega_early"]) for ds in results])
+        iv = np.array([ds["D_mumu_over_omega_early_interval"].values for ds in results])
+        axes[2].errorbar(energies, y, yerr=np.abs(np.stack([y - iv[:, 0], iv[:, 1] - y])), color=color,
+                         capsize=2, label=name, **style)
+    _empirical_band(axes[0], np.array(all_e))
+    labels = (r"$D_\parallel$ [cm$^2$ s$^{-1}$]", r"$D_\perp$ [cm$^2$ s$^{-1}$]", r"$D_{\mu\mu}/\Omega$")
+    for ax, lab in zip(axes, labels):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("E [PeV]")
+        ax.set_ylabel(lab)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6, frameon=False, loc="upper left")
+    axes[2].legend(fontsize=7, frameon=False)
+    return fig
+
+
+def fig8_phase_matrix(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
+    """Paper Fig. 8: the 3x3 phase-phase matrices D∥_αβ (blue) and D⊥_αβ (red) vs energy.
+
+    Late-window (plateau) matrices (Eqs. 13-14); where no plateau was reached, the running
+    matrix at the last output time. Log y: negative entries are drawn at their magnitude with
+    open markers (listed in the panel as "<0").
+    """
+    first = next(iter(next(iter(media.values())).values()))
+    phases = [str(p) for p in first["phase_a"].values]
+    n = len(phases)
+    fig, axes = plt.subplots(n, n, figsize=(PAGE_WIDTH_IN, PAGE_WIDTH_IN * 0.85), sharex=True,
+                             constrained_layout=True)
+    for name, by_energy in media.items():
+        energies, results = _energy_series(by_energy)
+        style = medium_style(by_energy)
+        for var, color in (("D_par_matrix", "tab:blue"), ("D_perp_matrix", "tab:red")):
+            mats = []
+            for ds in results:
+                m = np.asarray(ds[f"{var}_plateau"].values, dtype=float)
+                if not np.all(np.isfinite(m)):
+                    m = np.asarray(ds[var].isel(time=-1).values, dtype=float)
+                mats.append(m)
+            mats = np.array(mats)  # (energy, a, b)
+            for a in range(n):
+                for b in range(n):
+                    ax = axes[a, b]
+                    v = mats[:, a, b]
+                    ax.plot(energies, np.abs(v), color=color, ls=style["linestyle"], lw=1.1)
+                    pos, neg = v > 0, v < 0
+                    ax.plot(energies[pos], v[pos], ls="none", marker=style["marker"], ms=3, color=color)
+                    ax.plot(energies[neg], -v[neg], ls="none", marker=style["marker"], ms=4,
+                            markerfacecolor="white", markeredgecolor=color)
+    for a in range(n):
+        for b in range(n):
+            ax = axes[a, b]
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{phases[a]}-{phases[b]}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if a == n - 1:
+                ax.set_xlabel("E [PeV]", fontsize=8)
+            if b == 0:
+                ax.set_ylabel(r"$|D_{\alpha\beta}|$ [cm$^2$ s$^{-1}$]", fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="tab:blue", label=r"$D^\parallel_{\alpha\beta}$"),
+               Line2D([], [], color="tab:red", label=r"$D^\perp_{\alpha\beta}$"),
+               Line2D([], [], color="k", marker="o", ls="none", markerfacecolor="white", label="negative")]
+    for name, by_energy in media.items():
+        st = medium_style(by_energy)
+        handles.append(Line2D([], [], color="k", ls=st["linestyle"], label=name))
+    axes[0, n - 1].legend(handles=handles, fontsize=6, frameon=False)
+    return fig
+
+
+def fig9_effective_diffusion(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
+    """Paper Fig. 9: D_eff,α = D_αα/f_α vs energy per phase (parallel, perpendicular) and the
+    total coefficient (black dash-dotted). Plateau values; last running values where none."""
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 2.8), constrained_layout=True, sharey=True)
+    phase_colors = {"CNM": "tab:blue", "UNM": "tab:green", "WNM": "tab:red"}
+    for name, by_energy in media.items():
+        energies, results = _energy_series(by_energy)
+        style = medium_style(by_energy)
+        phases = [str(p) for p in results[0]["phase"].values]
+        for ax, comp in zip(axes, ("par", "perp")):
+            total = np.array([float(plateau_or_late(ds, f"D_{comp}")[0]) for ds in results])
+            ax.plot(energies, total, color="k", ls="-." if style["linestyle"] == "-" else ":", lw=1.3,
+                    label=f"{name}: total")
+            for i, ph in enumerate(phases):
+                vals = []
+                for ds in results:
+                    v = np.asarray(ds[f"D_eff_{comp}_plateau"].values, dtype=float)[i]
+                    if not np.isfinite(v):
+                        v = float(ds[f"D_eff_{comp}"].isel(time=-1).values[i])
+                    vals.append(v)
+                vals = np.array(vals)
+                if not np.any(np.isfinite(vals) & (vals > 0)):
+                    continue
+                ax.plot(energies, vals, color=phase_colors.get(ph, None), ls=style["linestyle"],
+                        marker=style["marker"], ms=3, label=f"{name}: {ph}")
+    for ax, comp in zip(axes, (r"\parallel", r"\perp")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("E [PeV]")
+        ax.set_ylabel(rf"$D^{{\rm eff}}_{{{comp}}}$ [cm$^2$ s$^{{-1}}$]")
+        ax.tick_params(labelsize=7)
+    axes[1].legend(fontsize=6, frameon=False, ncol=2)
+    return fig
