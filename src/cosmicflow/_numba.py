@@ -1,0 +1,26 @@
+"""Numba JIT options for every cosmicflow kernel, decided once, here (grep for ``fastmath=``).
+
+Decisions
+---------
+``fastmath=False``
+    The Boris pusher's invariants are the tests' anchors: |u| = c to round-off over 1e5 steps,
+    the exact discrete orbit radius to 1e-10. IEEE semantics keep those round-off bounded by
+    the textbook estimate, keep ``isfinite`` checks meaningful (``nnan``/``ninf`` would drop
+    them) and make results independent of how LLVM chooses to vectorise. The pusher is bound
+    by the 24 field loads per step and one division/sqrt, not by reassociation, and the
+    benchmark (``benchmarks/bench_integrate.py --fastmath``) measured no gain worth giving
+    these guarantees up for.
+``error_model="numpy"``
+    Division by zero gives inf/nan instead of a Python exception check on every division in
+    the inner loop (inputs are validated in the public wrappers before any kernel runs).
+``cache=True``
+    Snakemake starts one process per particle batch; caching avoids recompiling the pusher in
+    each.
+"""
+
+from __future__ import annotations
+
+#: options for serial kernels and the helpers they call
+JIT = {"cache": True, "fastmath": False, "error_model": "numpy"}
+#: options for kernels that run particles in parallel (``prange``)
+JIT_PARALLEL = {**JIT, "parallel": True}
