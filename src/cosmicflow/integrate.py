@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from cosmicflow._numba import JIT, JIT_PARALLEL
+from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL
 from cosmicflow.constants import C_CM_S, LARMOR_PC_PER_PEV_UG, PC_CM
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
 from cosmicflow.snapshot import read_snapshot
@@ -119,7 +119,7 @@ _MAX_CHUNKS = 64
 # --------------------------------------------------------------------------------------------
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def boris_rotate(nx, ny, nz, bx, by, bz, k):
     r"""One Boris rotation of the unit direction n̂ about B (the kick of a drift-kick-drift step).
 
@@ -144,7 +144,7 @@ def boris_rotate(nx, ny, nz, bx, by, bz, k):
     return (nx + (py * sz - pz * sy), ny + (pz * sx - px * sz), nz + (px * sy - py * sx))
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _corner(c, n):
     """Lower/upper cell-centre indices and weight of wrapped cell coordinate c ∈ [0, n].
 
@@ -161,7 +161,7 @@ def _corner(c, n):
     return i0, i1, w
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _tri(f, i0, i1, j0, j1, k0, k1, wx, wy, wz):
     """Trilinear sum of the 8 corners of float32 grid f (weights of the upper corners w)."""
     c00 = f[i0, j0, k0] * (1.0 - wz) + f[i0, j0, k1] * wz
@@ -171,7 +171,7 @@ def _tri(f, i0, i1, j0, j1, k0, k1, wx, wy, wz):
     return (c00 * (1.0 - wy) + c01 * wy) * (1.0 - wx) + (c10 * (1.0 - wy) + c11 * wy) * wx
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _field(bx, by, bz, cx, cy, cz):
     """B [µG] at wrapped cell coordinates (cx, cy, cz) by periodic trilinear interpolation."""
     nx, ny, nz = bx.shape
@@ -185,7 +185,7 @@ def _field(bx, by, bz, cx, cy, cz):
     )
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _scalar(f, cx, cy, cz):
     nx, ny, nz = f.shape
     i0, i1, wx = _corner(cx, nx)
@@ -233,7 +233,7 @@ def _grad_bmag(bx, by, bz, cx, cy, cz, inv_dx, inv_dy, inv_dz):
     return math.sqrt(gx * gx + gy * gy + gz * gz)
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _cell_phase(phase, cx, cy, cz):
     """Phase index of the cell holding wrapped cell coordinates (cx, cy, cz)."""
     nx, ny, nz = phase.shape
@@ -250,7 +250,7 @@ def _cell_phase(phase, cx, cy, cz):
     return phase[i, j, k]
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _wrap(c, n):
     """Wrap a cell coordinate moved by less than one box back into [0, n]."""
     if c >= n:
@@ -260,7 +260,7 @@ def _wrap(c, n):
     return c
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _splitmix64(state):
     """splitmix64 (Steele, Lea & Flood 2014): next state and a 64-bit output."""
     state = state + np.uint64(0x9E3779B97F4A7C15)
@@ -270,7 +270,7 @@ def _splitmix64(state):
     return state, z ^ (z >> np.uint64(31))
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _uniform(state):
     """Uniform double in [0, 1) from the top 53 bits; returns (new state, value)."""
     state, z = _splitmix64(state)
@@ -316,97 +316,177 @@ def _sample_stats(p, s, px, py, pz, nx_, ny_, nz_, bx, by, bz, temp, phase, geom
     stat_prev[p, 3] = s
 
 
+@njit(**JIT_INLINE)
+def _scatter(nx_, ny_, nz_, state, nu, h):
+    """Sub-grid hard-sphere scattering: with probability 1 - exp(-nu h) a new isotropic n̂."""
+    state, u = _uniform(state)
+    if u < -math.expm1(-nu * h):
+        state, u1 = _uniform(state)
+        state, u2 = _uniform(state)
+        nz_ = 2.0 * u1 - 1.0
+        sperp = math.sqrt(max(0.0, 1.0 - nz_ * nz_))
+        phi = 2.0 * math.pi * u2
+        nx_ = sperp * math.cos(phi)
+        ny_ = sperp * math.sin(phi)
+    return nx_, ny_, nz_, state
+
+
 @njit(**JIT)
-def _push_particle(p, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, par, hspec,
-                   pos, cell, dirn, bprev, phase_disp, phase_path, rng, stat_prev, stat_next,
-                   hist_mu_b, hist_mu_t, hist_eps, traj_pos, traj_aux, traj_count, traj_next,
-                   steps):
-    """Advance particle p from path s_start to exactly s_end [pc] (see module docstring)."""
+def _samples(p, chunk, s, x, y, z, cx, cy, cz, nx_, ny_, nz_, s_next_stat, bx, by, bz, temp,
+             phase, geom, par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, traj_pos,
+             traj_aux, traj_count, traj_next):
+    """Scattering statistics and trajectory samples due at path s; returns the next stats time."""
+    if s >= s_next_stat:
+        _sample_stats(p, s, cx, cy, cz, nx_, ny_, nz_, bx, by, bz, temp, phase, geom, par,
+                      hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk)
+        while s_next_stat <= s:
+            s_next_stat += par[3]
+    if p < traj_pos.shape[0] and s >= traj_next[p]:
+        k = traj_count[p]
+        if k < traj_pos.shape[1]:
+            gx, gy, gz = _field(bx, by, bz, cx, cy, cz)
+            gm = math.sqrt(gx * gx + gy * gy + gz * gz)
+            traj_pos[p, k, 0] = x
+            traj_pos[p, k, 1] = y
+            traj_pos[p, k, 2] = z
+            traj_aux[p, k, 0] = s / par[6]
+            traj_aux[p, k, 1] = (nx_ * gx + ny_ * gy + nz_ * gz) / gm
+            traj_aux[p, k, 2] = gm
+            traj_aux[p, k, 3] = _scalar(temp, cx, cy, cz)
+            traj_count[p] = k + 1
+        while traj_next[p] <= s:
+            traj_next[p] += par[4]
+    return s_next_stat
+
+
+@njit(**JIT_INLINE)
+def _gather(bx, by, bz, cx, cy, cz, buf, wts, lane):
+    """Load the 8 corner values of bx, by, bz around (cx, cy, cz) into buf[lane] (24 values)
+    and the trilinear weights into wts[lane]; the arithmetic is left to :func:`_blend`."""
+    nx, ny, nz = bx.shape
+    i0, i1, wx = _corner(cx, nx)
+    j0, j1, wy = _corner(cy, ny)
+    k0, k1, wz = _corner(cz, nz)
+    wts[lane, 0] = wx
+    wts[lane, 1] = wy
+    wts[lane, 2] = wz
+    for c in range(3):
+        f = bx if c == 0 else (by if c == 1 else bz)
+        o = 8 * c
+        buf[lane, o + 0] = f[i0, j0, k0]
+        buf[lane, o + 1] = f[i0, j0, k1]
+        buf[lane, o + 2] = f[i0, j1, k0]
+        buf[lane, o + 3] = f[i0, j1, k1]
+        buf[lane, o + 4] = f[i1, j0, k0]
+        buf[lane, o + 5] = f[i1, j0, k1]
+        buf[lane, o + 6] = f[i1, j1, k0]
+        buf[lane, o + 7] = f[i1, j1, k1]
+
+
+@njit(**JIT_INLINE)
+def _blend(buf, wts, lane, c):
+    """Trilinear blend of component c from a :func:`_gather` buffer (same formula as _tri)."""
+    wx, wy, wz = wts[lane, 0], wts[lane, 1], wts[lane, 2]
+    o = 8 * c
+    c00 = buf[lane, o + 0] * (1.0 - wz) + buf[lane, o + 1] * wz
+    c01 = buf[lane, o + 2] * (1.0 - wz) + buf[lane, o + 3] * wz
+    c10 = buf[lane, o + 4] * (1.0 - wz) + buf[lane, o + 5] * wz
+    c11 = buf[lane, o + 6] * (1.0 - wz) + buf[lane, o + 7] * wz
+    return (c00 * (1.0 - wy) + c01 * wy) * (1.0 - wx) + (c10 * (1.0 - wy) + c11 * wy) * wx
+
+
+#: particles pushed in lock-step by one thread (see _push_group)
+LANES = 8
+
+
+@njit(**JIT)
+def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, par, hspec,
+                pos, cell, dirn, bprev, phase_disp, phase_path, rng, stat_prev, stat_next,
+                hist_mu_b, hist_mu_t, hist_eps, traj_pos, traj_aux, traj_count, traj_next,
+                steps):
+    """Advance particles lo..hi-1 (at most LANES) from path s_start to exactly s_end [pc].
+
+    One drift-kick-drift Boris step (module docstring) per particle and round, split in two
+    passes: the first computes every particle's field-evaluation point and loads its 24
+    corner values, the second interpolates, rotates and drifts. A single particle is bound
+    by memory latency (the next load address depends on the last rotation); issuing the
+    loads of several independent particles back to back overlaps those misses. Each
+    particle's arithmetic is what it would be alone, so results do not depend on grouping.
+    """
     nxc, nyc, nzc = bx.shape
-    r1, max_rot, max_len, stat_ds, traj_ds, nu, rl_ref = (
-        par[0], par[1], par[2], par[3], par[4], par[5], par[6])
+    r1, max_rot, max_len, nu = par[0], par[1], par[2], par[5]
     idx, idy, idz = geom[0], geom[1], geom[2]
-    x, y, z = pos[p, 0], pos[p, 1], pos[p, 2]
-    cx, cy, cz = cell[p, 0], cell[p, 1], cell[p, 2]
-    nx_, ny_, nz_ = dirn[p, 0], dirn[p, 1], dirn[p, 2]
-    bm = bprev[p]
-    state = rng[p]
-    s_next_stat = stat_next[p]
-    is_traj = p < traj_pos.shape[0]
-    s = s_start
-    nsteps = 0
-    last = s >= s_end
-    while not last:
-        h = max_rot * r1 / bm
-        if h > max_len:
-            h = max_len
-        if s + h >= s_end:
-            h = s_end - s
-            last = True
-        half = 0.5 * h
-        # drift half a step to the field-evaluation point
-        mx = _wrap(cx + half * nx_ * idx, nxc)
-        my = _wrap(cy + half * ny_ * idy, nyc)
-        mz = _wrap(cz + half * nz_ * idz, nzc)
-        fx, fy, fz = _field(bx, by, bz, mx, my, mz)
-        bm = math.sqrt(fx * fx + fy * fy + fz * fz)
-        ph = _cell_phase(phase, mx, my, mz)
-        # kick: rotate the direction about B
-        ox, oy, oz = nx_, ny_, nz_
-        nx_, ny_, nz_ = boris_rotate(ox, oy, oz, fx, fy, fz, half / r1)
-        # the other half drift with the new direction; the whole increment goes to phase ph
-        dx = half * (ox + nx_)
-        dy = half * (oy + ny_)
-        dz = half * (oz + nz_)
-        x += dx
-        y += dy
-        z += dz
-        cx = _wrap(cx + dx * idx, nxc)
-        cy = _wrap(cy + dy * idy, nyc)
-        cz = _wrap(cz + dz * idz, nzc)
-        phase_disp[p, ph, 0] += dx
-        phase_disp[p, ph, 1] += dy
-        phase_disp[p, ph, 2] += dz
-        phase_path[p, ph] += h
-        s = s_end if last else s + h
-        nsteps += 1
-        if nu > 0.0:
-            state, u = _uniform(state)
-            if u < -math.expm1(-nu * h):
-                state, u1 = _uniform(state)
-                state, u2 = _uniform(state)
-                nz_ = 2.0 * u1 - 1.0
-                sperp = math.sqrt(max(0.0, 1.0 - nz_ * nz_))
-                phi = 2.0 * math.pi * u2
-                nx_ = sperp * math.cos(phi)
-                ny_ = sperp * math.sin(phi)
-        if s >= s_next_stat:
-            _sample_stats(p, s, cx, cy, cz, nx_, ny_, nz_, bx, by, bz, temp, phase, geom, par,
-                          hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk)
-            while s_next_stat <= s:
-                s_next_stat += stat_ds
-        if is_traj and s >= traj_next[p]:
-            k = traj_count[p]
-            if k < traj_pos.shape[1]:
-                gx, gy, gz = _field(bx, by, bz, cx, cy, cz)
-                gm = math.sqrt(gx * gx + gy * gy + gz * gz)
-                traj_pos[p, k, 0] = x
-                traj_pos[p, k, 1] = y
-                traj_pos[p, k, 2] = z
-                traj_aux[p, k, 0] = s / rl_ref
-                traj_aux[p, k, 1] = (nx_ * gx + ny_ * gy + nz_ * gz) / gm
-                traj_aux[p, k, 2] = gm
-                traj_aux[p, k, 3] = _scalar(temp, cx, cy, cz)
-                traj_count[p] = k + 1
-            while traj_next[p] <= s:
-                traj_next[p] += traj_ds
-    pos[p, 0], pos[p, 1], pos[p, 2] = x, y, z
-    cell[p, 0], cell[p, 1], cell[p, 2] = cx, cy, cz
-    dirn[p, 0], dirn[p, 1], dirn[p, 2] = nx_, ny_, nz_
-    bprev[p] = bm
-    rng[p] = state
-    stat_next[p] = s_next_stat
-    steps[p] += nsteps
+    n_traj = traj_pos.shape[0]
+    k = hi - lo
+    buf = np.empty((k, 24))
+    wts = np.empty((k, 3))
+    hs = np.empty(k)
+    s = np.full(k, s_start)
+    last = np.zeros(k, dtype=np.bool_)
+    done = np.zeros(k, dtype=np.bool_)
+    ph = np.zeros(k, dtype=np.int64)
+    active = k if s_start < s_end else 0
+    while active > 0:
+        for lane in range(k):
+            if done[lane]:
+                continue
+            p = lo + lane
+            h = max_rot * r1 / bprev[p]
+            if h > max_len:
+                h = max_len
+            if s[lane] + h >= s_end:
+                h = s_end - s[lane]
+                last[lane] = True
+            hs[lane] = h
+            half = 0.5 * h
+            # drift half a step to the field-evaluation point
+            mx = _wrap(cell[p, 0] + half * dirn[p, 0] * idx, nxc)
+            my = _wrap(cell[p, 1] + half * dirn[p, 1] * idy, nyc)
+            mz = _wrap(cell[p, 2] + half * dirn[p, 2] * idz, nzc)
+            _gather(bx, by, bz, mx, my, mz, buf, wts, lane)
+            ph[lane] = _cell_phase(phase, mx, my, mz)
+        for lane in range(k):
+            if done[lane]:
+                continue
+            p = lo + lane
+            h = hs[lane]
+            half = 0.5 * h
+            fx = _blend(buf, wts, lane, 0)
+            fy = _blend(buf, wts, lane, 1)
+            fz = _blend(buf, wts, lane, 2)
+            bprev[p] = math.sqrt(fx * fx + fy * fy + fz * fz)
+            # kick: rotate the direction about B, then the other half drift with it
+            ox, oy, oz = dirn[p, 0], dirn[p, 1], dirn[p, 2]
+            nx_, ny_, nz_ = boris_rotate(ox, oy, oz, fx, fy, fz, half / r1)
+            dx = half * (ox + nx_)
+            dy = half * (oy + ny_)
+            dz = half * (oz + nz_)
+            pos[p, 0] += dx
+            pos[p, 1] += dy
+            pos[p, 2] += dz
+            cell[p, 0] = _wrap(cell[p, 0] + dx * idx, nxc)
+            cell[p, 1] = _wrap(cell[p, 1] + dy * idy, nyc)
+            cell[p, 2] = _wrap(cell[p, 2] + dz * idz, nzc)
+            a = ph[lane]
+            phase_disp[p, a, 0] += dx
+            phase_disp[p, a, 1] += dy
+            phase_disp[p, a, 2] += dz
+            phase_path[p, a] += h
+            sl = s_end if last[lane] else s[lane] + h
+            s[lane] = sl
+            steps[p] += 1
+            if nu > 0.0:
+                nx_, ny_, nz_, rng[p] = _scatter(nx_, ny_, nz_, rng[p], nu, h)
+            dirn[p, 0], dirn[p, 1], dirn[p, 2] = nx_, ny_, nz_
+            if sl >= stat_next[p] or p < n_traj:
+                stat_next[p] = _samples(
+                    p, chunk, sl, pos[p, 0], pos[p, 1], pos[p, 2], cell[p, 0], cell[p, 1],
+                    cell[p, 2], nx_, ny_, nz_, stat_next[p], bx, by, bz, temp, phase, geom,
+                    par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, traj_pos,
+                    traj_aux, traj_count, traj_next)
+            if last[lane]:
+                done[lane] = True
+                active -= 1
 
 
 @njit(**JIT_PARALLEL)
@@ -421,11 +501,13 @@ def _advance(s_start, s_end, bx, by, bz, temp, phase, geom, par, hspec, pos, cel
     n = pos.shape[0]
     nchunks = hist_mu_b.shape[0]
     for c in prange(nchunks):
-        for p in range(c * n // nchunks, (c + 1) * n // nchunks):
-            _push_particle(p, c, s_start, s_end, bx, by, bz, temp, phase, geom, par, hspec,
-                           pos, cell, dirn, bprev, phase_disp, phase_path, rng, stat_prev,
-                           stat_next, hist_mu_b, hist_mu_t, hist_eps, traj_pos, traj_aux,
-                           traj_count, traj_next, steps)
+        lo, hi = c * n // nchunks, (c + 1) * n // nchunks
+        for g in range(lo, hi, LANES):
+            _push_group(g, min(g + LANES, hi), c, s_start, s_end, bx, by, bz, temp, phase,
+                        geom, par, hspec, pos, cell, dirn, bprev, phase_disp, phase_path, rng,
+                        stat_prev, stat_next, hist_mu_b, hist_mu_t, hist_eps, traj_pos,
+                        traj_aux, traj_count, traj_next, steps)
+        for p in range(lo, hi):
             fx, fy, fz = _field(bx, by, bz, cell[p, 0], cell[p, 1], cell[p, 2])
             mu_out[p] = (dirn[p, 0] * fx + dirn[p, 1] * fy + dirn[p, 2] * fz) / math.sqrt(
                 fx * fx + fy * fy + fz * fz)
