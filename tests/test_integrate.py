@@ -438,3 +438,43 @@ def test_halving_the_step_leaves_d_par_unchanged():
     (d1, e1), (d2, e2) = d_par
     assert e1 < 0.03 * d1 and e2 < 0.03 * d2
     assert abs(d1 - d2) < math.hypot(e1, e2), d_par
+
+
+def test_result_does_not_depend_on_thread_count(multiphase_run):
+    import numba
+
+    f, _, _ = multiphase_run
+    rng = np.random.default_rng(31)
+    pos, d, _ = ci.inject(f, 0.0, 100.0, 37, rng)  # odd count: partial groups and chunks
+    st = IntegrateSettings(duration_gyroperiods=5.0, output_times=5, trajectories=3,
+                           subgrid_nu_over_omega=0.3)
+    seeds = rng.integers(0, 2**63, 37, dtype=np.uint64)
+    before = numba.get_num_threads()
+    out = []
+    try:
+        for threads in (1, before):
+            numba.set_num_threads(threads)
+            out.append(integrate_particles(f, 0.0, 100.0, pos, d, energy_pev=3.0, settings=st,
+                                           rng_seeds=seeds))
+    finally:
+        numba.set_num_threads(before)
+    for k, v in out[0].items():
+        np.testing.assert_array_equal(v, out[1][k], err_msg=k)
+
+
+def test_settings_from_validated_config():
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    validate(cfg, str(repo / "workflow" / "schemas" / "config.schema.yaml"))
+    iso = IntegrateSettings.from_config(cfg, "isotropic")
+    mono = IntegrateSettings.from_config(cfg, "mono")
+    assert iso.duration_gyroperiods == cfg["integrate"]["duration_gyroperiods"]
+    assert mono.duration_gyroperiods == cfg["integrate"]["mono"]["duration_gyroperiods"]
+    assert iso.phase_thresholds_K == tuple(cfg["phases"]["thresholds_K"])
+    assert iso.max_rotation_rad == 0.1 and iso.max_step_cells == 0.5  # schema defaults
+    iso.check()

@@ -807,12 +807,14 @@ def integrate_particles(
         bm0 = np.linalg.norm(b0, axis=1)
         mu0 = np.einsum("ij,ij->i", dir0, b0) / bm0
         t0 = interpolate(temp, pos0, origin, cell_pc)
-        seeds = (np.asarray(rng_seeds, dtype=np.uint64) if rng_seeds is not None
+        seeds = (np.asarray(rng_seeds, dtype=np.uint64).ravel() if rng_seeds is not None
                  else np.random.SeedSequence(settings.seed).generate_state(n, np.uint64))
+        if len(seeds) < n:
+            raise ValueError(f"need one RNG seed per particle ({n}), got {len(seeds)}")
         st = {
             "pos": pos0.copy(), "cell": cell0, "dirn": dir0.copy(), "bprev": bm0,
             "phase_disp": np.zeros((n, 3, 3)), "phase_path": np.zeros((n, 3)),
-            "rng": np.ascontiguousarray(seeds[:n]),
+            "rng": np.array(seeds[:n], dtype=np.uint64),  # a copy: the kernel advances it
             "stat_prev": np.stack([mu0, bm0, t0, np.zeros(n)], 1),
             "stat_next": np.full(n, par[3]),
             "hist_mu_b": np.zeros((nchunks, nb[0], nb[1]), np.int64),
