@@ -478,3 +478,31 @@ def test_settings_from_validated_config():
     assert iso.phase_thresholds_K == tuple(cfg["phases"]["thresholds_K"])
     assert iso.max_rotation_rad == 0.1 and iso.max_step_cells == 0.5  # schema defaults
     iso.check()
+
+
+def test_grad_bmag_is_gradient_of_trilinear_bmag():
+    # |B| on the grid, interpolated trilinearly: inside one cell the interpolant is linear
+    # along each axis, so a central difference within the cell is exact
+    rng = np.random.default_rng(12)
+    b = {c: rng.normal(size=(6, 5, 4)).astype(np.float32) for c in ("bx", "by", "bz")}
+    bmag = np.sqrt(sum(b[c].astype(np.float64) ** 2 for c in b))
+    dx = np.array([2.0, 1.0, 0.5])
+    checked = 0
+    for _ in range(20):
+        cell = rng.uniform(0, 1, 3) * np.array(bmag.shape)
+        g = cell - 0.5
+        frac = g - np.floor(g)
+        if np.any(np.abs(frac - 0.5) > 0.45):
+            continue  # stay away from cell-centre planes so the difference stays in one cell
+        i0 = (np.floor(g).astype(int)) % np.array(bmag.shape)
+        i1 = (i0 + 1) % np.array(bmag.shape)
+        m = np.array([bmag[a, bb, c] for a in (i0[0], i1[0]) for bb in (i0[1], i1[1])
+                      for c in (i0[2], i1[2])])
+        got = ci._grad_bmag(m, *frac, *(1 / dx))
+        p = cell * dx
+        h = 1e-4 * dx.min()
+        fd = [(interpolate(bmag, p + h * e, 0.0, dx)[0] - interpolate(bmag, p - h * e, 0.0, dx)[0])
+              / (2 * h) for e in np.eye(3)]
+        assert got == pytest.approx(np.linalg.norm(fd), rel=1e-7)
+        checked += 1
+    assert checked >= 5

@@ -43,13 +43,16 @@ cell is 0/1/2 (CNM/UNM/WNM) for T < T_1, T_1 ≤ T < T_2, T ≥ T_2 (``phases.th
 each step's displacement increment and path go to the phase of the cell holding the
 step's midpoint x_{n+½}, so Σ_α Δr_α = Δr and Σ_α t_α = t.
 
-Along-trajectory statistics (paper Fig. 5) are sampled every ``stats_cadence_gyroperiods``
-(at the first whole step after each cadence time): |Δμ|/(Δt Ω_ref), |Δ|B||/(Δt Ω_ref) [µG],
+Along-trajectory statistics (paper Fig. 5) are sampled every ``stats_cadence_gyroperiods``,
+at the field-evaluation point x_{n+½} of the first step ending after each cadence time (μ from
+the step's chord direction, the velocity at the midpoint; B and the corner values from the
+step's own look-up): |Δμ|/(Δt Ω_ref), |Δ|B||/(Δt Ω_ref) [µG],
 |ΔT|/(Δt Ω_ref) [K] between consecutive samples, binned on the fly in fixed log-spaced 2-D
 histograms (values outside the edges are counted in the first/last bin; exact zeros in the
 first), and the adiabaticity ε = |∇|B|| r_L,ref / |B| histogrammed by the phase of the
 particle's cell, with ∇|B| the analytic gradient of the trilinear interpolant of |B| at the 8
-surrounding cell centres (no extra grid in memory).
+surrounding cell centres (no extra grid in memory). The first rates compare with the values
+at injection.
 
 Optional sub-grid scattering: each step, with probability 1 − exp(−ν h/c), the direction is
 redrawn uniformly on the sphere (ν = ``subgrid_nu_over_omega`` Ω_ref); each particle has its
@@ -194,42 +197,20 @@ def _scalar(f, cx, cy, cz):
     return _tri(f, i0, i1, j0, j1, k0, k1, wx, wy, wz)
 
 
-@njit(**JIT)
-def _bmag(bx, by, bz, i, j, k):
-    x = np.float64(bx[i, j, k])
-    y = np.float64(by[i, j, k])
-    z = np.float64(bz[i, j, k])
-    return math.sqrt(x * x + y * y + z * z)
+@njit(**JIT_INLINE)
+def _grad_bmag(m, wx, wy, wz, inv_dx, inv_dy, inv_dz):
+    r"""|∇|B|| [µG pc^-1] of the trilinear interpolant of corner values m [µG].
 
-
-@njit(**JIT)
-def _grad_bmag(bx, by, bz, cx, cy, cz, inv_dx, inv_dy, inv_dz):
-    r"""|∇|B|| [µG pc^-1]: gradient of the trilinear interpolant of |B| at the 8 cell centres."""
-    nx, ny, nz = bx.shape
-    i0, i1, wx = _corner(cx, nx)
-    j0, j1, wy = _corner(cy, ny)
-    k0, k1, wz = _corner(cz, nz)
-    m000 = _bmag(bx, by, bz, i0, j0, k0)
-    m001 = _bmag(bx, by, bz, i0, j0, k1)
-    m010 = _bmag(bx, by, bz, i0, j1, k0)
-    m011 = _bmag(bx, by, bz, i0, j1, k1)
-    m100 = _bmag(bx, by, bz, i1, j0, k0)
-    m101 = _bmag(bx, by, bz, i1, j0, k1)
-    m110 = _bmag(bx, by, bz, i1, j1, k0)
-    m111 = _bmag(bx, by, bz, i1, j1, k1)
+    m holds |B| at the 8 surrounding cell centres in the order (i, j, k) = 000, 001, 010,
+    011, 100, 101, 110, 111 (k fastest); w are the upper-corner weights; inv_d = 1/Δx [pc^-1].
+    """
     ux, uy, uz = 1.0 - wx, 1.0 - wy, 1.0 - wz
-    gx = (
-        uy * uz * (m100 - m000) + uy * wz * (m101 - m001)
-        + wy * uz * (m110 - m010) + wy * wz * (m111 - m011)
-    ) * inv_dx
-    gy = (
-        ux * uz * (m010 - m000) + ux * wz * (m011 - m001)
-        + wx * uz * (m110 - m100) + wx * wz * (m111 - m101)
-    ) * inv_dy
-    gz = (
-        ux * uy * (m001 - m000) + ux * wy * (m011 - m010)
-        + wx * uy * (m101 - m100) + wx * wy * (m111 - m110)
-    ) * inv_dz
+    gx = (uy * uz * (m[4] - m[0]) + uy * wz * (m[5] - m[1])
+          + wy * uz * (m[6] - m[2]) + wy * wz * (m[7] - m[3])) * inv_dx
+    gy = (ux * uz * (m[2] - m[0]) + ux * wz * (m[3] - m[1])
+          + wx * uz * (m[6] - m[4]) + wx * wz * (m[7] - m[5])) * inv_dy
+    gz = (ux * uy * (m[1] - m[0]) + ux * wy * (m[3] - m[2])
+          + wx * uy * (m[5] - m[4]) + wx * wy * (m[7] - m[6])) * inv_dz
     return math.sqrt(gx * gx + gy * gy + gz * gz)
 
 
@@ -277,7 +258,7 @@ def _uniform(state):
     return state, np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _log_bin(v, lo, per_decade, nbins):
     if v <= 0.0:
         return 0
@@ -289,14 +270,20 @@ def _log_bin(v, lo, per_decade, nbins):
     return b
 
 
-@njit(**JIT)
-def _sample_stats(p, s, px, py, pz, nx_, ny_, nz_, bx, by, bz, temp, phase, geom, par, hspec,
-                  stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk):
-    """Record one along-trajectory sample at whole-step point (px, py, pz) [cell units]."""
-    fx, fy, fz = _field(bx, by, bz, px, py, pz)
+@njit(**JIT_INLINE)
+def _sample_stats(p, s, mx, my, mz, tx, ty, tz, fx, fy, fz, ph, buf, wts, lane, m, temp, geom,
+                  par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk):
+    """Record one along-trajectory sample at a step's field-evaluation point (mx, my, mz).
+
+    Uses what the step already has: B = (fx, fy, fz) [µG] there, the step's chord direction
+    (tx, ty, tz) (the velocity direction at the midpoint), the 24 corner values in buf for
+    ∇|B|, the midpoint cell's phase ph, and the T [K] corner values in buf[lane, 24:32].
+    s [pc] is the path at the midpoint; m is scratch space for 8 values.
+    """
     bm = math.sqrt(fx * fx + fy * fy + fz * fz)
-    mu = (nx_ * fx + ny_ * fy + nz_ * fz) / bm
-    tt = _scalar(temp, px, py, pz)
+    tn = math.sqrt(tx * tx + ty * ty + tz * tz)
+    mu = (tx * fx + ty * fy + tz * fz) / (bm * tn)
+    tt = _blend(buf, wts, lane, 3)  # T corners were gathered with B when the sample fell due
     rl_ref = par[6]
     dto = (s - stat_prev[p, 3]) / rl_ref  # elapsed t Omega_ref since the previous sample
     rmu = abs(mu - stat_prev[p, 0]) / dto
@@ -307,9 +294,11 @@ def _sample_stats(p, s, px, py, pz, nx_, ny_, nz_, bx, by, bz, temp, phase, geom
     it = _log_bin(rt, hspec[2, 0], hspec[2, 1], int(hspec[2, 2]))
     hist_mu_b[chunk, imu, ib] += 1
     hist_mu_t[chunk, imu, it] += 1
-    g = _grad_bmag(bx, by, bz, px, py, pz, geom[0], geom[1], geom[2])
+    for c in range(8):
+        m[c] = math.sqrt(buf[lane, c] ** 2 + buf[lane, 8 + c] ** 2 + buf[lane, 16 + c] ** 2)
+    g = _grad_bmag(m, wts[lane, 0], wts[lane, 1], wts[lane, 2], geom[0], geom[1], geom[2])
     ie = _log_bin(g * rl_ref / bm, hspec[3, 0], hspec[3, 1], int(hspec[3, 2]))
-    hist_eps[chunk, _cell_phase(phase, px, py, pz), ie] += 1
+    hist_eps[chunk, ph, ie] += 1
     stat_prev[p, 0] = mu
     stat_prev[p, 1] = bm
     stat_prev[p, 2] = tt
@@ -331,32 +320,26 @@ def _scatter(nx_, ny_, nz_, state, nu, h):
     return nx_, ny_, nz_, state
 
 
-@njit(**JIT)
-def _samples(p, chunk, s, x, y, z, cx, cy, cz, nx_, ny_, nz_, s_next_stat, bx, by, bz, temp,
-             phase, geom, par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, traj_pos,
-             traj_aux, traj_count, traj_next):
-    """Scattering statistics and trajectory samples due at path s; returns the next stats time."""
-    if s >= s_next_stat:
-        _sample_stats(p, s, cx, cy, cz, nx_, ny_, nz_, bx, by, bz, temp, phase, geom, par,
-                      hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk)
-        while s_next_stat <= s:
-            s_next_stat += par[3]
-    if p < traj_pos.shape[0] and s >= traj_next[p]:
-        k = traj_count[p]
-        if k < traj_pos.shape[1]:
-            gx, gy, gz = _field(bx, by, bz, cx, cy, cz)
-            gm = math.sqrt(gx * gx + gy * gy + gz * gz)
-            traj_pos[p, k, 0] = x
-            traj_pos[p, k, 1] = y
-            traj_pos[p, k, 2] = z
-            traj_aux[p, k, 0] = s / par[6]
-            traj_aux[p, k, 1] = (nx_ * gx + ny_ * gy + nz_ * gz) / gm
-            traj_aux[p, k, 2] = gm
-            traj_aux[p, k, 3] = _scalar(temp, cx, cy, cz)
-            traj_count[p] = k + 1
-        while traj_next[p] <= s:
-            traj_next[p] += par[4]
-    return s_next_stat
+@njit(**JIT_INLINE)
+def _traj_sample(p, s, x, y, z, cx, cy, cz, nx_, ny_, nz_, bx, by, bz, temp, par, traj_pos,
+                 traj_aux, traj_count, traj_next):
+    """Store a trajectory sample (position, t Ω, μ, |B|, T) at a whole-step point if due."""
+    if s < traj_next[p]:
+        return
+    k = traj_count[p]
+    if k < traj_pos.shape[1]:
+        gx, gy, gz = _field(bx, by, bz, cx, cy, cz)
+        gm = math.sqrt(gx * gx + gy * gy + gz * gz)
+        traj_pos[p, k, 0] = x
+        traj_pos[p, k, 1] = y
+        traj_pos[p, k, 2] = z
+        traj_aux[p, k, 0] = s / par[6]
+        traj_aux[p, k, 1] = (nx_ * gx + ny_ * gy + nz_ * gz) / gm
+        traj_aux[p, k, 2] = gm
+        traj_aux[p, k, 3] = _scalar(temp, cx, cy, cz)
+        traj_count[p] = k + 1
+    while traj_next[p] <= s:
+        traj_next[p] += par[4]
 
 
 @njit(**JIT_INLINE)
@@ -381,6 +364,23 @@ def _gather(bx, by, bz, cx, cy, cz, buf, wts, lane):
         buf[lane, o + 5] = f[i1, j0, k1]
         buf[lane, o + 6] = f[i1, j1, k0]
         buf[lane, o + 7] = f[i1, j1, k1]
+
+
+@njit(**JIT_INLINE)
+def _gather_scalar(f, cx, cy, cz, buf, lane, o):
+    """Load the 8 corner values of f around (cx, cy, cz) into buf[lane, o:o+8]."""
+    nx, ny, nz = f.shape
+    i0, i1, _ = _corner(cx, nx)
+    j0, j1, _ = _corner(cy, ny)
+    k0, k1, _ = _corner(cz, nz)
+    buf[lane, o + 0] = f[i0, j0, k0]
+    buf[lane, o + 1] = f[i0, j0, k1]
+    buf[lane, o + 2] = f[i0, j1, k0]
+    buf[lane, o + 3] = f[i0, j1, k1]
+    buf[lane, o + 4] = f[i1, j0, k0]
+    buf[lane, o + 5] = f[i1, j0, k1]
+    buf[lane, o + 6] = f[i1, j1, k0]
+    buf[lane, o + 7] = f[i1, j1, k1]
 
 
 @njit(**JIT_INLINE)
@@ -418,13 +418,15 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
     idx, idy, idz = geom[0], geom[1], geom[2]
     n_traj = traj_pos.shape[0]
     k = hi - lo
-    buf = np.empty((k, 24))
+    buf = np.empty((k, 32))
     wts = np.empty((k, 3))
     hs = np.empty(k)
     s = np.full(k, s_start)
     last = np.zeros(k, dtype=np.bool_)
     done = np.zeros(k, dtype=np.bool_)
     ph = np.zeros(k, dtype=np.int64)
+    mids = np.empty((k, 3))
+    scratch = np.empty(8)
     active = k if s_start < s_end else 0
     while active > 0:
         for lane in range(k):
@@ -445,6 +447,11 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
             mz = _wrap(cell[p, 2] + half * dirn[p, 2] * idz, nzc)
             _gather(bx, by, bz, mx, my, mz, buf, wts, lane)
             ph[lane] = _cell_phase(phase, mx, my, mz)
+            if (s_end if last[lane] else s[lane] + h) >= stat_next[p]:
+                _gather_scalar(temp, mx, my, mz, buf, lane, 24)
+            mids[lane, 0] = mx
+            mids[lane, 1] = my
+            mids[lane, 2] = mz
         for lane in range(k):
             if done[lane]:
                 continue
@@ -478,12 +485,16 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
             if nu > 0.0:
                 nx_, ny_, nz_, rng[p] = _scatter(nx_, ny_, nz_, rng[p], nu, h)
             dirn[p, 0], dirn[p, 1], dirn[p, 2] = nx_, ny_, nz_
-            if sl >= stat_next[p] or p < n_traj:
-                stat_next[p] = _samples(
-                    p, chunk, sl, pos[p, 0], pos[p, 1], pos[p, 2], cell[p, 0], cell[p, 1],
-                    cell[p, 2], nx_, ny_, nz_, stat_next[p], bx, by, bz, temp, phase, geom,
-                    par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, traj_pos,
-                    traj_aux, traj_count, traj_next)
+            if sl >= stat_next[p]:
+                _sample_stats(p, sl - half, mids[lane, 0], mids[lane, 1], mids[lane, 2], dx, dy,
+                              dz, fx, fy, fz, a, buf, wts, lane, scratch, temp, geom, par, hspec,
+                              stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk)
+                while stat_next[p] <= sl:
+                    stat_next[p] += par[3]
+            if p < n_traj:
+                _traj_sample(p, sl, pos[p, 0], pos[p, 1], pos[p, 2], cell[p, 0], cell[p, 1],
+                             cell[p, 2], nx_, ny_, nz_, bx, by, bz, temp, par, traj_pos,
+                             traj_aux, traj_count, traj_next)
             if last[lane]:
                 done[lane] = True
                 active -= 1
