@@ -424,12 +424,13 @@ def test_halving_the_step_leaves_d_par_unchanged():
     n_cells, box = 64, 100.0
     f = uniform_fields(n_cells)
     f.update(turbulent_b(n_cells, box, seed=21, db_rms=3.0, kmin=2, kmax=20))
-    n = 2500
+    n = 3000
     rng = np.random.default_rng(22)
     pos, d, _ = ci.inject(f, 0.0, box, n, rng)
     d_par = []
     for rot, cells in ((0.1, 0.5), (0.05, 0.25)):
-        st = IntegrateSettings(duration_gyroperiods=30.0, output_times=4, trajectories=0,
+        # 100 gyro-periods: ~20 field correlation lengths along the mean field at r_L ~ 1 pc
+        st = IntegrateSettings(duration_gyroperiods=100.0, output_times=4, trajectories=0,
                                max_rotation_rad=rot, max_step_cells=cells)
         res = integrate_particles(f, 0.0, box, pos, d, energy_pev=3.0, settings=st)
         dz2 = res["displacement"][:, -1, 2] ** 2
