@@ -353,17 +353,23 @@ def _gather(bx, by, bz, cx, cy, cz, buf, wts, lane):
     wts[lane, 0] = wx
     wts[lane, 1] = wy
     wts[lane, 2] = wz
-    for c in range(3):
-        f = bx if c == 0 else (by if c == 1 else bz)
-        o = 8 * c
-        buf[lane, o + 0] = f[i0, j0, k0]
-        buf[lane, o + 1] = f[i0, j0, k1]
-        buf[lane, o + 2] = f[i0, j1, k0]
-        buf[lane, o + 3] = f[i0, j1, k1]
-        buf[lane, o + 4] = f[i1, j0, k0]
-        buf[lane, o + 5] = f[i1, j0, k1]
-        buf[lane, o + 6] = f[i1, j1, k0]
-        buf[lane, o + 7] = f[i1, j1, k1]
+    # written out per component: picking the array in a loop costs reference counting
+    _load8(bx, i0, i1, j0, j1, k0, k1, buf, lane, 0)
+    _load8(by, i0, i1, j0, j1, k0, k1, buf, lane, 8)
+    _load8(bz, i0, i1, j0, j1, k0, k1, buf, lane, 16)
+
+
+@njit(**JIT_INLINE)
+def _load8(f, i0, i1, j0, j1, k0, k1, buf, lane, o):
+    """Copy the 8 corners of f into buf[lane, o:o+8] (order 000, 001, ..., 111; k fastest)."""
+    buf[lane, o + 0] = f[i0, j0, k0]
+    buf[lane, o + 1] = f[i0, j0, k1]
+    buf[lane, o + 2] = f[i0, j1, k0]
+    buf[lane, o + 3] = f[i0, j1, k1]
+    buf[lane, o + 4] = f[i1, j0, k0]
+    buf[lane, o + 5] = f[i1, j0, k1]
+    buf[lane, o + 6] = f[i1, j1, k0]
+    buf[lane, o + 7] = f[i1, j1, k1]
 
 
 @njit(**JIT_INLINE)
@@ -373,14 +379,7 @@ def _gather_scalar(f, cx, cy, cz, buf, lane, o):
     i0, i1, _ = _corner(cx, nx)
     j0, j1, _ = _corner(cy, ny)
     k0, k1, _ = _corner(cz, nz)
-    buf[lane, o + 0] = f[i0, j0, k0]
-    buf[lane, o + 1] = f[i0, j0, k1]
-    buf[lane, o + 2] = f[i0, j1, k0]
-    buf[lane, o + 3] = f[i0, j1, k1]
-    buf[lane, o + 4] = f[i1, j0, k0]
-    buf[lane, o + 5] = f[i1, j0, k1]
-    buf[lane, o + 6] = f[i1, j1, k0]
-    buf[lane, o + 7] = f[i1, j1, k1]
+    _load8(f, i0, i1, j0, j1, k0, k1, buf, lane, o)
 
 
 @njit(**JIT_INLINE)
