@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/snapshot.smk"
+include: "workflow/rules/integrate.smk"
 include: "workflow/rules/transport.smk"
 
 

@@ -10,8 +10,9 @@ MEDIA = list(config["media"])
 
 wildcard_constraints:
     medium="|".join(MEDIA),
-    energy=r"[0-9][0-9.e+-]*",
     injection="isotropic|mono",
+    energy=r"[0-9.e+-]+",
+    batch=r"[0-9]+",
 
 
 def medium_config(wildcards):
@@ -83,3 +84,66 @@ def snapshot_mem_mb(wildcards, input):
         return cost.synthetic_memory_mb(m["grid"])
     # an AthenaK file holds about as many float32 per cell as the canonical snapshot
     return cost.ingest_memory_mb(int(input.size_mb * 1024**2))
+
+
+# ---- particle integration (rule integrate) ----
+
+
+def _split(total, parts, index):
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def integrate_job(wildcards):
+    """Keyword arguments of cosmicflow.integrate.integrate_batch for one batch file."""
+    it = config["integrate"]
+    batch = int(wildcards.batch)
+    if wildcards.injection == "isotropic":
+        n, mu0 = _split(it["particles_per_energy"], it["batches"], batch), None
+    else:
+        mu0 = list(it["mono"]["mu0"])
+        n = _split(it["mono"]["particles_per_mu0"], it["batches"], batch) * len(mu0)
+    if n < 1:
+        raise ValueError(
+            f"integrate: batch {batch} of {wildcards.injection} would have no particles; "
+            "use fewer integrate.batches than particles"
+        )
+    return {"energy_pev": float(wildcards.energy), "injection": wildcards.injection,
+            "batch": batch, "n_particles": n, "mu0": mu0, "medium": wildcards.medium}
+
+
+def _integrate_duration(wildcards):
+    it = config["integrate"]
+    return it["mono"]["duration_gyroperiods"] if wildcards.injection == "mono" else it["duration_gyroperiods"]
+
+
+def _snapshot_geometry(medium):
+    """(cells, cell edge [pc], B_ref [uG]) of a medium, from the config when it is synthetic,
+    else from the snapshot file once it exists (resources are evaluated when the job is ready)."""
+    m = config["media"][medium]
+    b_ref = config["particles"]["b_ref_uG"]
+    if m["source"] in ("multiphase", "kolmogorov", "slab"):
+        b0 = m.get("params", {}).get("b0_uG", 3.0)
+        return m["grid"] ** 3, m["box_pc"] / m["grid"], b_ref or b0
+    from cosmicflow.snapshot import read_snapshot
+
+    snap = read_snapshot(snapshot_path(medium), validate=False)
+    b = b_ref or float((snap.mean_field_ug() ** 2).sum() ** 0.5)
+    return int(snap["density"].size), float(snap.cell_pc.min()), b
+
+
+def integrate_mem_mb(wildcards, threads):
+    cells, _, _ = _snapshot_geometry(wildcards.medium)
+    n = integrate_job(wildcards)["n_particles"]
+    return cost.integrate_memory_mb(cells, n, config["integrate"]["output_times"] + 1)
+
+
+def integrate_runtime_min(wildcards, threads):
+    """Wall time [min] from the cost model, doubled as a margin, at least 10 minutes."""
+    _, cell, b_ref = _snapshot_geometry(wildcards.medium)
+    it = config["integrate"]
+    t = cost.integrate_runtime_min(
+        integrate_job(wildcards)["n_particles"], _integrate_duration(wildcards),
+        float(wildcards.energy), b_ref, cell, threads=threads,
+        max_rotation_rad=it["max_rotation_rad"], max_step_cells=it["max_step_cells"],
+        charge=config["particles"]["charge"])
+    return max(10, int(2 * t) + 1)

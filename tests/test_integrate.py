@@ -1,0 +1,509 @@
+"""Particle integration: exact Boris invariants, interpolation, phase bookkeeping, statistics.
+
+Expected values come from physics (exact gyration, Liouville, the hard-sphere random walk) or
+from slow NumPy references written here, never from the kernel itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import cosmicflow.integrate as ci
+from cosmicflow.constants import LARMOR_PC_PER_PEV_UG
+from cosmicflow.integrate import (
+    IntegrateSettings,
+    boris_rotate,
+    integrate_batch,
+    integrate_particles,
+    interpolate,
+    phase_grid,
+)
+from cosmicflow.snapshot import FIELDS, write_snapshot
+
+# ------------------------------------------------------------------------------------------
+# references and media built here
+# ------------------------------------------------------------------------------------------
+
+
+def boris_reference(n, b, k):
+    """Textbook Boris rotation, written for reading: t = kB, s = 2t/(1+t^2), v' = v + v x t."""
+    n, b = np.asarray(n, float), np.asarray(b, float)
+    t = k * b
+    s = 2.0 * t / (1.0 + t @ t)
+    v_prime = n + np.cross(n, t)
+    return n + np.cross(v_prime, s)
+
+
+def rodrigues(n, axis, angle):
+    """Rotate n by `angle` about unit `axis` (right-hand rule)."""
+    a = axis / np.linalg.norm(axis)
+    return n * math.cos(angle) + np.cross(a, n) * math.sin(angle) + a * (a @ n) * (1 - math.cos(angle))
+
+
+def trilinear_reference(f, point, origin, dx):
+    """Periodic trilinear interpolation of cell-centred f, one point, with explicit modulo."""
+    g = (np.asarray(point) - origin) / dx - 0.5
+    i0 = np.floor(g).astype(int)
+    w = g - i0
+    total = 0.0
+    for ox in (0, 1):
+        for oy in (0, 1):
+            for oz in (0, 1):
+                idx = tuple((i0 + (ox, oy, oz)) % np.array(f.shape))
+                wt = ((w[0] if ox else 1 - w[0]) * (w[1] if oy else 1 - w[1])
+                      * (w[2] if oz else 1 - w[2]))
+                total += wt * float(f[idx])
+    return total
+
+
+def uniform_fields(n=8, b=(0.0, 0.0, 3.0), temperature=1.0e4):
+    f = {k: np.zeros((n, n, n), np.float32) for k in FIELDS}
+    for c, v in zip(("bx", "by", "bz"), b):
+        f[c][:] = v
+    f["density"][:] = 1.0
+    f["temperature"][:] = temperature
+    return f
+
+
+def turbulent_b(n, box, seed, b0=(0.0, 0.0, 3.0), db_rms=3.0, kmin=2, kmax=None, slope=-11 / 3):
+    """Divergence-free random field: Fourier modes with E(k) ∝ k^slope, rms db_rms, plus b0."""
+    rng = np.random.default_rng(seed)
+    kmax = kmax or n // 3
+    k1 = np.fft.fftfreq(n, 1.0 / n)
+    kx, ky, kz = np.meshgrid(k1, k1, k1, indexing="ij")
+    kk = np.sqrt(kx**2 + ky**2 + kz**2)
+    band = (kk >= kmin) & (kk <= kmax)
+    amp = np.zeros_like(kk)
+    amp[band] = kk[band] ** ((slope - 2) / 2)  # 3-D shell: E(k) dk ~ |A|^2 k^2 dk
+    a = [amp * (rng.normal(size=kk.shape) + 1j * rng.normal(size=kk.shape)) for _ in range(3)]
+    ksafe = np.where(kk > 0, kk, 1.0)
+    kdota = (kx * a[0] + ky * a[1] + kz * a[2]) / ksafe**2
+    a = [a[0] - kx * kdota, a[1] - ky * kdota, a[2] - kz * kdota]
+    b = np.stack([np.fft.ifftn(c).real for c in a])
+    b *= db_rms / np.sqrt(np.mean(np.sum(b**2, axis=0)))
+    return {c: (b[i] + b0[i]).astype(np.float32) for i, c in enumerate(("bx", "by", "bz"))}
+
+
+def multiphase_temperature(n, seed=3):
+    """Three-phase temperature: log T a smooth random field, phases filling ~30/35/35 % of cells."""
+    rng = np.random.default_rng(seed)
+    x = (np.arange(n) + 0.5) / n * 2 * np.pi
+    X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
+    s = np.zeros_like(X)
+    for _ in range(6):
+        k = rng.integers(-3, 4, size=3)
+        s += np.cos(k[0] * X + k[1] * Y + k[2] * Z + rng.uniform(0, 2 * np.pi))
+    # map the 30 % and 65 % quantiles of s onto the 200 K and 5000 K thresholds
+    q1, q2 = np.quantile(s, [0.3, 0.65])
+    log_t = np.log10(200.0) + (s - q1) / (q2 - q1) * np.log10(5000.0 / 200.0)
+    return (10 ** np.clip(log_t, 1.0, 6.0)).astype(np.float32)
+
+
+def multiphase_fields(n=32, box=100.0, seed=5):
+    f = uniform_fields(n)
+    f.update(turbulent_b(n, box, seed, db_rms=2.0))
+    f["temperature"] = multiphase_temperature(n, seed)
+    return f
+
+
+# ------------------------------------------------------------------------------------------
+# Boris step
+# ------------------------------------------------------------------------------------------
+
+
+def test_boris_step_matches_numpy_reference_and_exact_rotation():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = rng.normal(size=3)
+        n /= np.linalg.norm(n)
+        b = rng.normal(size=3) * rng.uniform(0.1, 10)
+        k = rng.uniform(1e-3, 0.5)
+        got = np.array(boris_rotate(*n, *b, k))
+        np.testing.assert_allclose(got, boris_reference(n, b, k), rtol=0, atol=1e-15)
+        # dn/ds ∝ n x B: a left-handed rotation about B (right-handed about -B) by the exact
+        # Boris angle 2 atan(|B| k) = 2 atan(Omega h / 2)
+        angle = 2 * math.atan(np.linalg.norm(b) * k)
+        np.testing.assert_allclose(got, rodrigues(n, -b, angle), rtol=0, atol=1e-14)
+        assert abs(np.linalg.norm(got) - 1.0) < 1e-15  # a few ulp
+
+
+def _gyrating_particle(b_dir, mu, duration, energy=10.0, b_mag=3.0, n=8, box=100.0, **kw):
+    bhat = np.asarray(b_dir, float) / np.linalg.norm(b_dir)
+    f = uniform_fields(n, b=tuple(b_mag * bhat))
+    _, e1, _ = ci._unit_perp(bhat[None])
+    d = mu * bhat + math.sqrt(1 - mu**2) * e1[0]
+    pos = np.array([[13.0, 47.0, 81.0]])
+    st = IntegrateSettings(duration_gyroperiods=duration, trajectories=1, **kw)
+    res = integrate_particles(f, 0.0, box, pos, d[None], energy_pev=energy, settings=st)
+    return res, bhat, d, pos[0]
+
+
+def test_uniform_field_exact_orbit_radius_and_parallel_motion():
+    mu = 0.37
+    res, bhat, d, x0 = _gyrating_particle((1.0, 2.0, 2.0), mu, duration=100.0,
+                                          trajectory_samples_per_gyroperiod=7.3)
+    r_l = LARMOR_PC_PER_PEV_UG * 10.0 / 3.0
+    assert res["larmor_radius_pc"] == pytest.approx(r_l, rel=1e-15)
+    centre = x0 - r_l * np.cross(bhat, d)  # guiding centre of a positive charge
+    pts = np.concatenate([res["traj_position"][0], x0 + res["displacement"][0]])
+    pts = pts[np.isfinite(pts[:, 0])]
+    rel = pts - centre
+    par = rel @ bhat
+    radius = np.linalg.norm(rel - par[:, None] * bhat, axis=1)
+    np.testing.assert_allclose(radius, r_l * math.sqrt(1 - mu**2), rtol=1e-10)
+    # parallel motion: z_par = mu c t exactly; output times are landed on exactly
+    s = res["t_omega"] * r_l
+    np.testing.assert_allclose(res["displacement"][0] @ bhat, mu * s, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(res["mu"][0], mu, atol=1e-12)
+    assert len(pts) > 700
+
+
+def test_rotation_angle_per_step_in_uniform_field():
+    # steps limited by rotation only (cells huge): each step rotates by max_rotation exactly, as
+    # 2 atan(Omega h / 2) with h = max_rotation r_L; count steps to cover the output times
+    res, *_ = _gyrating_particle((0, 0, 1), 0.0, duration=10.0, box=1e4, max_rotation_rad=0.2,
+                                 max_step_cells=1.0, output_times=2, first_output_gyroperiods=5.0)
+    # 2 segments of 5 gyro-periods = 10 pi r_L of path each, steps of 0.2 r_L: ceil(157.08) each
+    assert res["n_steps"][0] == 2 * math.ceil(10 * math.pi / 0.2)
+    # per segment: 157 full steps of 2 atan(Omega h / 2) = 2 atan(0.1) and one remainder step
+    k_full = math.floor(10 * math.pi / 0.2)
+    rest = 10 * math.pi - k_full * 0.2
+    phase = k_full * 2 * math.atan(0.1) + 2 * math.atan(rest / 2)
+    n0 = np.array([0.0, 1.0, 0.0])  # the start direction _gyrating_particle picks for B = z
+    n1 = res["final_direction"][0]
+    np.testing.assert_allclose(n1, rodrigues(n0, np.array([0.0, 0.0, -1.0]), 2 * phase),
+                               rtol=0, atol=1e-11)
+
+
+def test_speed_conserved_over_1e5_steps():
+    res, *_ = _gyrating_particle((0.3, -0.4, 1.0), 0.5, duration=1700.0, output_times=2)
+    assert res["n_steps"][0] >= 100_000
+    assert abs(np.linalg.norm(res["final_direction"][0]) - 1.0) < 1e-12
+
+
+# ------------------------------------------------------------------------------------------
+# interpolation and phases
+# ------------------------------------------------------------------------------------------
+
+
+def test_trilinear_matches_reference_with_wrap_and_cell_centres():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(5, 7, 6)).astype(np.float32)
+    origin = np.array([-10.0, 3.0, 0.5])
+    dx = np.array([2.0, 1.5, 0.25])
+    box = dx * f.shape
+    pts = origin + rng.uniform(-2, 3, size=(200, 3)) * box  # far outside the box: wraps
+    got = interpolate(f, pts, origin, dx)
+    ref = [trilinear_reference(f, p, origin, dx) for p in pts]
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    # at cell centres it returns the cell value
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in f.shape], indexing="ij"), -1).reshape(-1, 3)
+    np.testing.assert_allclose(interpolate(f, origin + (idx + 0.5) * dx, origin, dx),
+                               f[tuple(idx.T)], rtol=0, atol=1e-7)
+    # across the periodic face: a quarter cell below the origin mixes last and first cells
+    p = origin + (np.array([1.2, 2.5, 3.5]) * dx)
+    p[0] = origin[0] - 0.25 * dx[0]
+    expected = 0.75 * f[-1, 2, 3] + 0.25 * f[0, 2, 3]
+    assert interpolate(f, p, origin, dx)[0] == pytest.approx(expected, abs=1e-7)
+
+
+def test_phase_grid_thresholds():
+    t = np.array([10.0, 199.9, 200.0, 4999.0, 5000.0, 1e6], np.float32).reshape(1, 2, 3)
+    np.testing.assert_array_equal(phase_grid(t, (200.0, 5000.0)).ravel(), [0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="thresholds"):
+        phase_grid(t, (5000.0, 200.0))
+
+
+# ------------------------------------------------------------------------------------------
+# bookkeeping on a multiphase medium
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def multiphase_run():
+    f = multiphase_fields(32, 100.0)
+    rng = np.random.default_rng(9)
+    n = 600
+    pos, d, mu = ci.inject(f, 0.0, 100.0, n, rng)
+    st = IntegrateSettings(duration_gyroperiods=30.0, output_times=12, trajectories=2)
+    res = integrate_particles(f, 0.0, 100.0, pos, d, energy_pev=2.0, settings=st)
+    return f, res, mu
+
+
+def test_phase_displacements_sum_to_displacement(multiphase_run):
+    _, res, mu = multiphase_run
+    total = res["phase_displacement"].sum(axis=2)
+    scale = np.abs(res["displacement"]).max()
+    np.testing.assert_allclose(total, res["displacement"], rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(res["phase_time"].sum(axis=2),
+                               np.broadcast_to(res["time_s"], res["mu"].shape), rtol=1e-12)
+    np.testing.assert_allclose(res["mu"][:, 0], mu, atol=1e-12)
+    # every phase is actually visited, so the check is not vacuous
+    assert np.all(res["phase_time"][:, -1].sum(0) > 0)
+
+
+def test_liouville_phase_time_fraction_equals_volume_fraction(multiphase_run):
+    f, res, _ = multiphase_run
+    vol = np.bincount(phase_grid(f["temperature"], (200.0, 5000.0)).ravel(), minlength=3)
+    vol = vol / vol.sum()
+    assert np.all((vol > 0.1) & (vol < 0.8))
+    n = res["mu"].shape[0]
+    frac = res["phase_time"][:, -1].sum(0) / (n * res["time_s"][-1])
+    sigma = np.sqrt(vol * (1 - vol) / n)  # independent positions; time averaging only helps
+    assert np.all(np.abs(frac - vol) < 4 * sigma), (frac, vol, sigma)
+
+
+def test_histograms_count_every_sample(multiphase_run):
+    _, res, _ = multiphase_run
+    n = res["mu"].shape[0]
+    # one sample per particle per 0.1 gyro-period after t = 0
+    expected = n * round(30.0 / 0.1)
+    total = res["hist_dmu_dB"].sum()
+    assert abs(total - expected) <= n  # the last cadence time may fall just past the end
+    assert res["hist_dmu_dT"].sum() == total and res["hist_epsilon"].sum() == total
+    # rates are mostly resolved (not piled in the clamped end bins)
+    h = res["hist_dmu_dB"]
+    assert h[1:-1, 1:-1].sum() > 0.95 * total
+    # trajectories: |B| and T along the path match an independent interpolation
+    traj = res["traj_position"][0]
+    ok = np.isfinite(traj[:, 0])
+    f, *_ = multiphase_run
+    t_ref = interpolate(f["temperature"], traj[ok][:50], 0.0, 100.0 / 32)
+    np.testing.assert_allclose(res["traj_T"][0][ok][:50], t_ref, rtol=1e-10)
+
+
+def test_periodic_crossing_keeps_displacement_continuous():
+    # field along x, mu = 1: the particle crosses a 10 pc box many times
+    f = uniform_fields(4, b=(3.0, 0.0, 0.0))
+    pos = np.array([[9.9, 5.0, 5.0], [0.05, 1.0, 9.0]])
+    d = np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    st = IntegrateSettings(duration_gyroperiods=20.0, output_times=30, trajectories=0)
+    res = integrate_particles(f, 0.0, 10.0, pos, d, energy_pev=5.0, settings=st)
+    s = res["t_omega"] * res["larmor_radius_pc"]
+    assert s[-1] > 20 * 10.0  # many box crossings
+    np.testing.assert_allclose(res["displacement"][0, :, 0], s, rtol=1e-12)
+    np.testing.assert_allclose(res["displacement"][1, :, 0], -s, rtol=1e-12)
+    assert np.all(res["displacement"][:, :, 1:] == 0)
+
+
+def test_subgrid_scattering_gives_hard_sphere_parallel_diffusion():
+    # uniform B along z: gyration leaves v_z alone, so D_par(t) is the hard-sphere random walk
+    # <dz^2> = (2 c^2 / 3 nu^2) (nu t - 1 + exp(-nu t))  (velocity correlation exp(-nu t) / 3)
+    nu_over_omega = 0.5
+    f = uniform_fields(8)
+    n = 2000
+    rng = np.random.default_rng(4)
+    pos, d, _ = ci.inject(f, 0.0, 100.0, n, rng)
+    st = IntegrateSettings(duration_gyroperiods=40.0, output_times=5, trajectories=0,
+                           subgrid_nu_over_omega=nu_over_omega)
+    res = integrate_particles(f, 0.0, 100.0, pos, d, energy_pev=10.0, settings=st,
+                              rng_seeds=rng.integers(0, 2**63, n, dtype=np.uint64))
+    x = res["t_omega"][-1] * nu_over_omega  # nu t
+    r_l = res["larmor_radius_pc"]
+    expected = 2.0 / 3.0 * (r_l / nu_over_omega) ** 2 * (x - 1 + math.exp(-x))
+    dz2 = res["displacement"][:, -1, 2] ** 2
+    err = dz2.std() / math.sqrt(n)
+    assert abs(dz2.mean() - expected) < 4 * err, (dz2.mean(), expected, err)
+    assert err < 0.05 * expected
+
+
+# ------------------------------------------------------------------------------------------
+# the batch file: contract, determinism, checkpoint/resume
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def snapshot_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("snap") / "med" / "snapshot.h5"
+    path.parent.mkdir()
+    return write_snapshot(path, multiphase_fields(16, 50.0, seed=8), 50.0)
+
+
+SMALL = dict(duration_gyroperiods=5.0, output_times=10, trajectories=2,
+             trajectory_samples_per_gyroperiod=4.0, checkpoint_interval_s=0.0)
+
+
+def _vars_equal(a: xr.Dataset, b: xr.Dataset):
+    assert set(a.variables) == set(b.variables)
+    for v in a.variables:
+        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    skip = {"created_utc"}
+    assert {k: str(v) for k, v in a.attrs.items() if k not in skip} == {
+        k: str(v) for k, v in b.attrs.items() if k not in skip}
+
+
+def test_batch_file_follows_contract_and_is_reproducible(snapshot_file, tmp_path):
+    kw = dict(energy_pev=2.5, n_particles=30, injection="mono", mu0=[0.0, 0.5, 0.95], batch=0,
+              settings=IntegrateSettings(**SMALL), progress=False)
+    a = integrate_batch(snapshot_file, tmp_path / "a.h5", **kw)
+    b = integrate_batch(snapshot_file, tmp_path / "b.h5", **kw)
+    c = integrate_batch(snapshot_file, tmp_path / "c.h5", **{**kw, "batch": 1})
+    with xr.open_dataset(a, engine="h5netcdf") as da, xr.open_dataset(b, engine="h5netcdf") as db, \
+            xr.open_dataset(c, engine="h5netcdf") as dc:
+        _vars_equal(da, db)
+        assert not np.array_equal(da.position0.values, dc.position0.values)
+        assert dc.sizes["traj"] == 0 and da.sizes["traj"] == 2
+        assert da.displacement.dims == ("particle", "time", "component")
+        assert da.phase_displacement.dims == ("particle", "time", "phase", "component")
+        assert list(da.phase.values) == ["CNM", "UNM", "WNM"]
+        assert da.time.attrs["units"] == "s" and da.displacement.attrs["units"] == "pc"
+        assert da.time.values[0] == 0
+        np.testing.assert_allclose(da.t_omega.values, da.time.values * da.attrs["omega_ref_rad_s"],
+                                   rtol=1e-12)
+        np.testing.assert_array_equal(da.mu0_injected.values, da.mu.values[:, 0])
+        np.testing.assert_allclose(da.mu0_injected.values, np.repeat([0.0, 0.5, 0.95], 10),
+                                   atol=1e-12)
+        for key in ("medium", "energy_PeV", "charge", "injection", "batch", "seed", "b_ref_uG",
+                    "mean_field_uG", "mean_field_direction", "larmor_radius_pc",
+                    "omega_ref_rad_s", "duration_gyroperiods", "max_rotation_rad",
+                    "max_step_cells", "subgrid_nu_over_omega", "phase_thresholds_K",
+                    "particle_speed_pc_s", "config", "cosmicflow_version", "source"):
+            assert key in da.attrs, key
+        assert da.attrs["medium"] == "med"
+        assert da.attrs["larmor_radius_pc"] == pytest.approx(
+            LARMOR_PC_PER_PEV_UG * 2.5 / da.attrs["b_ref_uG"], rel=1e-14)
+        assert len(da.dB_edges) == da.sizes["dB_bin"] + 1
+    assert not (tmp_path / "a.h5.ckpt.npz").exists()
+
+
+def test_killed_run_resumes_to_identical_output(snapshot_file, tmp_path, monkeypatch):
+    kw = dict(energy_pev=5.0, n_particles=20, injection="isotropic", batch=0,
+              settings=IntegrateSettings(**SMALL), progress=False)
+    ref = integrate_batch(snapshot_file, tmp_path / "ref.h5", **kw)
+
+    real = ci._advance
+    calls = []
+
+    def dying(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt("killed")
+        return real(*args)
+
+    out = tmp_path / "run.h5"
+    monkeypatch.setattr(ci, "_advance", dying)
+    with pytest.raises(KeyboardInterrupt):
+        integrate_batch(snapshot_file, out, **kw)
+    assert not out.exists() and (tmp_path / "run.h5.ckpt.npz").exists()
+
+    calls.clear()
+    monkeypatch.setattr(ci, "_advance", lambda *a: (calls.append(1), real(*a))[1])
+    integrate_batch(snapshot_file, out, **kw)
+    assert len(calls) == 10 - 5  # resumed after the 5 finished segments
+    assert not (tmp_path / "run.h5.ckpt.npz").exists()
+    with xr.open_dataset(ref, engine="h5netcdf") as a, xr.open_dataset(out, engine="h5netcdf") as b:
+        _vars_equal(a, b)
+
+
+def test_bad_input_refused(snapshot_file, tmp_path):
+    with pytest.raises(ValueError, match="injection"):
+        integrate_batch(snapshot_file, tmp_path / "x.h5", energy_pev=1.0, n_particles=2,
+                        injection="beam", progress=False)
+    with pytest.raises(ValueError, match="mu0"):
+        integrate_batch(snapshot_file, tmp_path / "x.h5", energy_pev=1.0, n_particles=2,
+                        injection="mono", progress=False)
+    with pytest.raises(ValueError, match="first output"):
+        integrate_batch(snapshot_file, tmp_path / "x.h5", energy_pev=1.0, n_particles=2,
+                        settings=IntegrateSettings(duration_gyroperiods=0.05), progress=False)
+    with pytest.raises(Exception, match="does not exist"):
+        integrate_batch(tmp_path / "none.h5", tmp_path / "x.h5", energy_pev=1.0, n_particles=2,
+                        progress=False)
+    assert not (tmp_path / "x.h5").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# step convergence in Kolmogorov turbulence
+# ------------------------------------------------------------------------------------------
+
+
+def test_halving_the_step_leaves_d_par_unchanged():
+    n_cells, box = 64, 100.0
+    f = uniform_fields(n_cells)
+    f.update(turbulent_b(n_cells, box, seed=21, db_rms=3.0, kmin=2, kmax=20))
+    n = 3000
+    rng = np.random.default_rng(22)
+    pos, d, _ = ci.inject(f, 0.0, box, n, rng)
+    d_par = []
+    for rot, cells in ((0.1, 0.5), (0.05, 0.25)):
+        # 100 gyro-periods: ~20 field correlation lengths along the mean field at r_L ~ 1 pc
+        st = IntegrateSettings(duration_gyroperiods=100.0, output_times=4, trajectories=0,
+                               max_rotation_rad=rot, max_step_cells=cells)
+        res = integrate_particles(f, 0.0, box, pos, d, energy_pev=3.0, settings=st)
+        dz2 = res["displacement"][:, -1, 2] ** 2
+        t = res["time_s"][-1]
+        d_par.append((dz2.mean() / (2 * t), dz2.std() / math.sqrt(n) / (2 * t)))
+    (d1, e1), (d2, e2) = d_par
+    assert e1 < 0.03 * d1 and e2 < 0.03 * d2
+    assert abs(d1 - d2) < math.hypot(e1, e2), d_par
+
+
+def test_result_does_not_depend_on_thread_count(multiphase_run):
+    import numba
+
+    f, _, _ = multiphase_run
+    rng = np.random.default_rng(31)
+    pos, d, _ = ci.inject(f, 0.0, 100.0, 37, rng)  # odd count: partial groups and chunks
+    st = IntegrateSettings(duration_gyroperiods=5.0, output_times=5, trajectories=3,
+                           subgrid_nu_over_omega=0.3)
+    seeds = rng.integers(0, 2**63, 37, dtype=np.uint64)
+    before = numba.get_num_threads()
+    out = []
+    try:
+        for threads in (1, before):
+            numba.set_num_threads(threads)
+            out.append(integrate_particles(f, 0.0, 100.0, pos, d, energy_pev=3.0, settings=st,
+                                           rng_seeds=seeds))
+    finally:
+        numba.set_num_threads(before)
+    for k, v in out[0].items():
+        np.testing.assert_array_equal(v, out[1][k], err_msg=k)
+
+
+def test_settings_from_validated_config():
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    validate(cfg, str(repo / "workflow" / "schemas" / "config.schema.yaml"))
+    iso = IntegrateSettings.from_config(cfg, "isotropic")
+    mono = IntegrateSettings.from_config(cfg, "mono")
+    assert iso.duration_gyroperiods == cfg["integrate"]["duration_gyroperiods"]
+    assert mono.duration_gyroperiods == cfg["integrate"]["mono"]["duration_gyroperiods"]
+    assert iso.phase_thresholds_K == tuple(cfg["phases"]["thresholds_K"])
+    assert iso.max_rotation_rad == 0.1 and iso.max_step_cells == 0.5  # schema defaults
+    iso.check()
+
+
+def test_grad_bmag_is_gradient_of_trilinear_bmag():
+    # |B| on the grid, interpolated trilinearly: inside one cell the interpolant is linear
+    # along each axis, so a central difference within the cell is exact
+    rng = np.random.default_rng(12)
+    b = {c: rng.normal(size=(6, 5, 4)).astype(np.float32) for c in ("bx", "by", "bz")}
+    bmag = np.sqrt(sum(b[c].astype(np.float64) ** 2 for c in b))
+    dx = np.array([2.0, 1.0, 0.5])
+    checked = 0
+    for _ in range(20):
+        cell = rng.uniform(0, 1, 3) * np.array(bmag.shape)
+        g = cell - 0.5
+        frac = g - np.floor(g)
+        if np.any(np.abs(frac - 0.5) > 0.45):
+            continue  # stay away from cell-centre planes so the difference stays in one cell
+        i0 = (np.floor(g).astype(int)) % np.array(bmag.shape)
+        i1 = (i0 + 1) % np.array(bmag.shape)
+        m = np.array([bmag[a, bb, c] for a in (i0[0], i1[0]) for bb in (i0[1], i1[1])
+                      for c in (i0[2], i1[2])])
+        got = ci._grad_bmag(m, *frac, *(1 / dx))
+        p = cell * dx
+        h = 1e-4 * dx.min()
+        fd = [(interpolate(bmag, p + h * e, 0.0, dx)[0] - interpolate(bmag, p - h * e, 0.0, dx)[0])
+              / (2 * h) for e in np.eye(3)]
+        assert got == pytest.approx(np.linalg.norm(fd), rel=1e-7)
+        checked += 1
+    assert checked >= 5

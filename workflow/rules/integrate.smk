@@ -1,0 +1,22 @@
+# Stage 4: test particles through each snapshot, one job per (medium, energy, injection, batch).
+# A killed job resumes from <output>.ckpt.npz (written at output times) when rerun.
+
+
+rule integrate:
+    input:
+        snapshot="results/{medium}/snapshot.h5",
+    output:
+        batch="results/{medium}/particles/E{energy}_{injection}_b{batch}.h5",
+    params:
+        job=integrate_job,
+        config=config,
+    resources:
+        mem_mb=integrate_mem_mb,
+        runtime=integrate_runtime_min,
+    conda:
+        "../envs/cosmicflow.yaml"
+    log:
+        "results/logs/integrate/{medium}_E{energy}_{injection}_b{batch}.log",
+    threads: 2
+    script:
+        "../scripts/integrate.py"
