@@ -806,7 +806,8 @@ def integrate_particles(
     nchunks = min(n, _MAX_CHUNKS)
     nb = [int(h[2]) for h in _HIST_ARRAY]
 
-    resumed = _load_checkpoint(Path(checkpoint), checkpoint_key) if checkpoint else None
+    resumed = (_load_checkpoint(Path(checkpoint), checkpoint_key)
+               if checkpoint and Path(checkpoint).exists() else None)
     if resumed is not None:
         k_done, st = resumed
         log.info("resuming from %s at output %d/%d", checkpoint, k_done, nt - 1)
