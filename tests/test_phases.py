@@ -52,8 +52,12 @@ def test_fractions_of_hand_built_box(tmp_path, chunk_cells):
         assert tab.loc[["CNM", "UNM", "WNM"], col].sum() == pytest.approx(1.0, abs=1e-12)
         assert tab.loc["all", col] == 1.0
     # a phase holding one temperature has that temperature as every quantile
-    np.testing.assert_allclose(tab.loc["CNM", ["T_p05_K", "T_median_K", "T_p95_K"]], 100.0,
-                               rtol=0.0047 if chunk_cells else 1e-7)
+    np.testing.assert_allclose(tab.loc["CNM", ["T_min_K", "T_p05_K", "T_median_K", "T_p95_K"]],
+                               100.0, rtol=1e-7)
+    np.testing.assert_allclose(tab.loc[["CNM", "UNM", "WNM", "all"], "n_max_cm^-3"], [50, 5, 0.5, 50],
+                               rtol=1e-7)
+    np.testing.assert_allclose(tab.loc[["CNM", "UNM", "WNM", "all"], "n_min_cm^-3"], [50, 5, 0.5, 0.5],
+                               rtol=1e-7)
     assert int(tab.loc["all", "cells"]) == np.prod(SHAPE)
 
 
@@ -112,6 +116,8 @@ def test_chunked_matches_in_memory(tmp_path, chunk_cells):
     b = np.log10(mem.table[quant_cols].to_numpy(float))
     ok = np.isfinite(b)
     assert ok.sum() > 50
+    for col in [c for c in mem.table.columns if "_min" in c or "_max" in c]:
+        np.testing.assert_array_equal(chk.table[col], mem.table[col])
     assert np.max(np.abs(a[ok] - b[ok])) <= FINE_BINS.width_dex * (1 + 1e-9)
 
 

@@ -72,7 +72,12 @@ class LogBins:
 FINE_BINS = LogBins(-12.0, 12.0, 500)
 
 
-def histogram_quantile(counts: np.ndarray, bins: LogBins, q: float | Sequence[float]) -> np.ndarray:
+def histogram_quantile(
+    counts: np.ndarray,
+    bins: LogBins,
+    q: float | Sequence[float],
+    bounds: tuple[float, float] | None = None,
+) -> np.ndarray:
     r"""Quantiles of a sample from its histogram on ``bins``, interpolated linearly in log10 x.
 
     For a sample of N values with counts c_k and cumulative counts C_k, the q-quantile lies in
@@ -82,7 +87,9 @@ def histogram_quantile(counts: np.ndarray, bins: LogBins, q: float | Sequence[fl
 
     The exact "inverted CDF" sample quantile x_(ceil(qN)) lies in the same bin, so the two
     differ by at most one bin width (``bins.width_dex`` in log10) unless values were clamped
-    at the range ends. Returns NaN for an empty histogram.
+    at the range ends. ``bounds`` = (sample min, sample max), when known, clip the result, so
+    that a sample of one repeated value returns that value exactly. Returns NaN for an empty
+    histogram.
     """
     counts = np.asarray(counts, dtype=np.float64)
     qs = np.atleast_1d(np.asarray(q, dtype=np.float64))
@@ -98,12 +105,23 @@ def histogram_quantile(counts: np.ndarray, bins: LogBins, q: float | Sequence[fl
         below = cum[k - 1] if k > 0 else 0.0
         frac = (target - below) / counts[k] if counts[k] > 0 else 0.0
         out[i] = 10.0 ** (bins.lo + (k + min(max(frac, 0.0), 1.0)) / bins.per_decade)
+    if bounds is not None:
+        out = np.clip(out, bounds[0], bounds[1])
     return out
 
 
 def add_parts(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Element-wise sum of two partial results with the same keys."""
-    return {k: a[k] + b[k] for k in a}
+    """Combine two partial results with the same keys: ``min_*`` and ``max_*`` entries by
+    NaN-ignoring minimum/maximum, everything else (counts, sums) by addition."""
+    out = {}
+    for k in a:
+        if k.startswith("min_"):
+            out[k] = np.fmin(a[k], b[k])
+        elif k.startswith("max_"):
+            out[k] = np.fmax(a[k], b[k])
+        else:
+            out[k] = a[k] + b[k]
+    return out
 
 
 def reduce_blocks(

@@ -3,8 +3,8 @@
 The `phases` stage reduces a canonical snapshot to
 
 * a table (``phases.csv``): per phase (and for the whole box) the number of cells, volume and
-  mass fractions, medians and 5–95 % ranges of n, T, |B|, M_A, M_s and plasma beta, and rms
-  Mach numbers;
+  mass fractions, minimum, 5 %, median, 95 % and maximum of n, T, |B|, M_A, M_s and plasma
+  beta, and rms Mach numbers;
 * 2-D histograms T–M_A, T–M_s, T–n in log bins, counts of cells (``phase_histograms.nc``,
   paper Fig. 2);
 * a slice through the box of n, T, |B|, M_A, M_s and the phase (``slices.nc``, paper Fig. 1).
@@ -259,6 +259,14 @@ def _phase_block(block: Mapping[str, np.ndarray], spec: _PhaseSpec) -> dict[str,
         for name in STAT_QUANTITIES:
             k = FINE_BINS.index(q[name]).ravel()
             out[f"fine_{name}"] = np.bincount(phase * nf + k, minlength=3 * nf).reshape(3, nf)
+    for name in STAT_QUANTITIES:
+        x = q[name].ravel()
+        lo, hi = np.full(3, np.nan), np.full(3, np.nan)
+        for p in range(3):
+            sel = x[phase == p]
+            if sel.size:
+                lo[p], hi[p] = sel.min(), sel.max()
+        out[f"min_{name}"], out[f"max_{name}"] = lo, hi
     return out
 
 
@@ -339,7 +347,8 @@ def phase_statistics(
     Quantiles: the in-memory path returns exact sample quantiles (numpy "inverted_cdf": the
     ceil(qN)-th smallest value). The chunked path reads them off per-phase histograms of
     log10 x in 0.002 dex bins (:data:`cosmicflow.binning.FINE_BINS`), exact to within one bin:
-    |log10 x_chunked - log10 x_exact| <= 0.002 (0.46 %). Counts, fractions and 2-D histograms
+    |log10 x_chunked - log10 x_exact| <= 0.002 (0.46 %), and clipped to the exact per-phase
+    minimum and maximum (also in the table), so a single-valued phase is exact. Counts, fractions and 2-D histograms
     agree between the paths exactly (fractions to round-off of the float64 sums).
     """
     path = Path(path)
@@ -355,11 +364,12 @@ def phase_statistics(
         quantiles = _exact_quantiles(fields, spec)
     else:
         parts = reduce_blocks(_phase_block, fields, num_workers=num_workers, spec=spec)
-        quantiles = {
-            name: np.array([histogram_quantile(c, FINE_BINS, QUANTILES) for c in
-                            [*parts[f"fine_{name}"], parts[f"fine_{name}"].sum(axis=0)]])
-            for name in STAT_QUANTITIES
-        }
+        quantiles = {}
+        for name in STAT_QUANTITIES:
+            counts = [*parts[f"fine_{name}"], parts[f"fine_{name}"].sum(axis=0)]
+            lo, hi = _with_total(parts[f"min_{name}"], np.fmin), _with_total(parts[f"max_{name}"], np.fmax)
+            quantiles[name] = np.array([histogram_quantile(c, FINE_BINS, QUANTILES, (a, b))
+                                        for c, a, b in zip(counts, lo, hi)])
     ncells = int(np.prod(fields["density"].shape))
     if int(parts["cells"].sum()) != ncells:  # a dropped or doubled block would show here
         raise RuntimeError(f"{path}: counted {parts['cells'].sum()} cells of {ncells}")
@@ -378,6 +388,13 @@ def phase_statistics(
     }
     hists.attrs.update(meta)
     return PhaseResult(table, hists, vmean, mu, gamma, meta)
+
+
+def _with_total(per_phase: np.ndarray, reduce) -> np.ndarray:
+    """Per-phase values plus the whole-box one (min or max over phases, ignoring NaN)."""
+    with np.errstate(invalid="ignore"):
+        total = reduce.reduce(per_phase) if np.any(np.isfinite(per_phase)) else np.nan
+    return np.append(per_phase, total)
 
 
 def _exact_quantiles(fields: Mapping[str, np.ndarray], spec: _PhaseSpec) -> dict[str, np.ndarray]:
@@ -418,8 +435,10 @@ def _table(parts, quantiles, thresholds, names) -> pd.DataFrame:
         rows[f"{STAT_QUANTITIES[label][0]}_rms"] = np.where(cells > 0, rms, np.nan)
     for name, (label, units, _) in STAT_QUANTITIES.items():
         suffix = "" if units == "1" else f"_{units}"
+        rows[f"{label}_min{suffix}"] = _with_total(parts[f"min_{name}"], np.fmin)
         for j, tag in enumerate(("p05", "median", "p95")):
             rows[f"{label}_{tag}{suffix}"] = quantiles[name][:, j]
+        rows[f"{label}_max{suffix}"] = _with_total(parts[f"max_{name}"], np.fmax)
     return pd.DataFrame(rows)
 
 
