@@ -25,5 +25,13 @@ def snapshot_path(medium):
     return f"results/{medium}/snapshot.h5"
 
 
+MEDIUM_FIGURES = ["fig1_slices", "fig2_phase_histograms", "fig3_gradient_histogram"]
+
+
 def get_final_outputs():
-    return [snapshot_path(m) for m in MEDIA]
+    outputs = [snapshot_path(m) for m in MEDIA]
+    # phases and gradients stages (paper §3.1-3.2) and their figures (Figs. 1-3)
+    outputs += [f"results/{m}/{f}" for m in MEDIA
+                for f in ("phases.csv", "phase_histograms.nc", "gradients.nc")]
+    outputs += [f"results/figures/{fig}.{ext}" for fig in MEDIUM_FIGURES for ext in ("png", "pdf")]
+    return outputs
