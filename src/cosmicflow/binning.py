@@ -128,14 +128,17 @@ def reduce_blocks(
     func: Callable[..., dict[str, np.ndarray]],
     arrays: Mapping[str, Any],
     num_workers: int = 1,
+    window: int | None = None,
     **kwargs: Any,
 ) -> dict[str, np.ndarray]:
     """Apply ``func(block_dict, **kwargs)`` to aligned dask blocks and sum the results.
 
-    ``arrays`` maps names to dask arrays with identical chunks. Partial results are added
-    in a binary tree so that at most a few of them are alive at once; the threaded scheduler
-    runs ``num_workers`` blocks at a time, which bounds peak memory to roughly
-    ``num_workers`` blocks plus their halos.
+    ``arrays`` maps names to dask arrays with identical chunks. Blocks are computed in
+    windows of ``window`` (default ``2 * num_workers``) with the threaded scheduler and
+    folded into the running total before the next window starts. Left to itself dask may
+    read every block before reducing any (the reads are cheap tasks), which at 512^3 holds
+    the whole snapshot in memory; the window bounds peak memory to about ``window`` blocks
+    plus their halos, at the cost of re-reading the halo neighbours of each window.
     """
     import dask
 
@@ -143,11 +146,13 @@ def reduce_blocks(
     blocks = [arrays[n].to_delayed().ravel() for n in names]
     call = dask.delayed(func, pure=True)
     parts = [call(dict(zip(names, blk)), **kwargs) for blk in zip(*blocks)]
-    add = dask.delayed(add_parts, pure=True)
-    while len(parts) > 1:
-        parts = [
-            add(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
-            for i in range(0, len(parts), 2)
-        ]
-    (result,) = dask.compute(parts[0], scheduler="threads", num_workers=max(1, int(num_workers)))
-    return result
+    workers = max(1, int(num_workers))
+    window = max(1, int(window) if window is not None else 2 * workers)
+    total: dict[str, np.ndarray] | None = None
+    for start in range(0, len(parts), window):
+        done = dask.compute(*parts[start : start + window], scheduler="threads",
+                            num_workers=workers)
+        for part in done:
+            total = part if total is None else add_parts(total, part)
+    assert total is not None  # a dask array has at least one block
+    return total

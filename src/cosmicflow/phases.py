@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -497,7 +498,10 @@ def phase_slices(
     if not 0 <= index < n_axis:
         raise ValueError(f"slice index {index} outside 0..{n_axis - 1}")
     sel = tuple(index if a == axis else slice(None) for a in range(3))
-    plane = {k: np.asarray(snap.fields[k][sel]) for k in FIELDS}
+    # an HDF5 hyperslab read copies just the plane; slicing the memory map would fault in
+    # (and count as resident) pages around every row of a large snapshot
+    with h5py.File(snap.path, "r") as h5:
+        plane = {k: np.asarray(h5[k][sel]) for k in FIELDS}
     _check_block(plane, str(path))
     mu, gamma = gas_properties(snap.attrs, mean_molecular_weight, adiabatic_index)
     q = local_quantities(plane["density"], plane["temperature"],

@@ -1,0 +1,89 @@
+"""Throughput and peak memory of the phases and gradients stages on N^3 snapshots.
+
+    PYTHONPATH=src python benchmarks/bench_phases_gradients.py [--sizes 128 256 512]
+        [--workdir /tmp/cosmicflow-bench] [--workers 2] [--chunk-cells 2097152] [--keep]
+
+Each snapshot is written slab by slab with ``snapshot_writer`` (random fields: lognormal
+density, T = 3000 K cm^-3 / n so all three phases occur, a 3 uG mean field along z plus unit
+noise, 10 km/s velocities), so building it never holds the box in memory. Each stage then
+runs in a fresh subprocess and reports its own peak resident set size (ru_maxrss), wall time
+and throughput in cells per second. The target is <= 4 GB at 512^3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cosmicflow.snapshot import snapshot_writer
+
+STAGE = r"""
+import json, resource, sys, time
+from cosmicflow.phases import run_phases
+from cosmicflow.gradients import run_gradients
+stage, snap, out, workers, chunk = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+phases = {"thresholds_K": [200.0, 5000.0], "names": ["CNM", "UNM", "WNM"]}
+t0 = time.perf_counter()
+if stage == "phases":
+    run_phases(snap, out + "/phases.csv", out + "/phase_histograms.nc", out + "/slices.nc",
+               phases, "bench", chunk_cells=chunk, num_workers=workers)
+else:
+    run_gradients(snap, out + "/gradients.nc", {"energies_PeV": [1.5, 2.5, 5.0, 7.5, 10.0, 15.0]},
+                  phases, "bench", chunk_cells=chunk, num_workers=workers)
+wall = time.perf_counter() - t0
+print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def write_random_snapshot(path: Path, n: int, seed: int = 0, slab: int = 16) -> None:
+    rng = np.random.default_rng(seed)
+    with snapshot_writer(path, (n, n, n), 100.0, attrs={"source": "benchmark random fields"}) as w:
+        for i in range(0, n, slab):
+            shape = (min(slab, n - i), n, n)
+            dens = np.exp(1.5 * rng.standard_normal(shape, dtype=np.float32))
+            w["density"][i : i + shape[0]] = dens
+            w["temperature"][i : i + shape[0]] = np.clip(3000.0 / dens, 20.0, 2e4)
+            for c, b0 in (("bx", 0.0), ("by", 0.0), ("bz", 3.0)):
+                w[c][i : i + shape[0]] = b0 + rng.standard_normal(shape, dtype=np.float32)
+            for c in ("vx", "vy", "vz"):
+                w[c][i : i + shape[0]] = 10.0 / np.sqrt(3) * rng.standard_normal(shape, dtype=np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/cosmicflow-bench"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--chunk-cells", type=int, default=1 << 21)
+    ap.add_argument("--keep", action="store_true", help="keep the snapshots afterwards")
+    args = ap.parse_args()
+    print(f"{'N':>5} {'stage':>10} {'wall [s]':>9} {'Mcells/s':>9} {'peak RSS [MB]':>14}")
+    for n in args.sizes:
+        d = args.workdir / f"n{n}"
+        d.mkdir(parents=True, exist_ok=True)
+        snap = d / "snapshot.h5"
+        if not snap.exists():
+            t0 = time.perf_counter()
+            write_random_snapshot(snap, n)
+            print(f"{n:>5} {'write':>10} {time.perf_counter() - t0:9.1f}", flush=True)
+        for stage in ("phases", "gradients"):
+            res = subprocess.run(
+                [sys.executable, "-c", STAGE, stage, str(snap), str(d), str(args.workers),
+                 str(args.chunk_cells)],
+                check=True, capture_output=True, text=True,
+            )
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{n:>5} {stage:>10} {r['wall_s']:9.1f} {n**3 / r['wall_s'] / 1e6:9.2f} "
+                  f"{r['peak_rss_mb']:14.0f}", flush=True)
+        if not args.keep:
+            snap.unlink()
+
+
+if __name__ == "__main__":
+    main()
