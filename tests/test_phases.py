@@ -181,3 +181,18 @@ def test_bad_snapshot_is_named(tmp_path):
         h["temperature"][3, 2, 1] = np.nan
     with pytest.raises(InputError, match=r"snap\.h5.*temperature"):
         phase_statistics(path, chunk_cells=24)
+
+
+def test_real_athenak_multiphase_fractions(athenak_data, tmp_path):
+    """Fractions of the 32^3 AthenaK ISM run at 50 Myr match those stated in its README."""
+    athenak = pytest.importorskip("cosmicflow.athenak", reason="AthenaK ingest not on this branch")
+    snap = tmp_path / "ism32.h5"
+    athenak.athenak_to_snapshot(athenak_data / "ism-32" / "ISM.mhd_w_bcc.00005.bin", snap, {}, {}, {})
+    res = phase_statistics(snap, chunk_cells=5000, num_workers=2)
+    tab = res.table.set_index("phase").loc[["CNM", "UNM", "WNM"]]
+    # README: mass / volume fractions 0.0031 / 0.0002, 0.522 / 0.349, 0.475 / 0.651
+    np.testing.assert_allclose(tab["mass_fraction"], [0.0031, 0.522, 0.475], atol=6e-4)
+    np.testing.assert_allclose(tab["volume_fraction"], [0.0002, 0.349, 0.651], atol=6e-4)
+    # README: n_H 0.124-20.8 cm^-3, T 131-8725 K
+    assert res.table.set_index("phase").loc["all", "n_min_cm^-3"] == pytest.approx(0.124, abs=6e-4)
+    assert res.table.set_index("phase").loc["all", "T_max_K"] == pytest.approx(8725, abs=1)
