@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from cosmicflow.io import atomic_output  # noqa: E402
@@ -145,10 +145,14 @@ def fig1_slices(slices: Mapping[str, xr.Dataset]) -> Figure:
 
 
 def _decade_ticks(cb) -> None:
-    """Label a log colour bar at decades (and at 1, 2, 5 when it spans less than two)."""
+    """Label a log colour bar at decades, or at 1, 2, 5 x decade (plain numbers) when it
+    spans less than two decades and decade labels alone would be too sparse."""
     lo, hi = cb.norm.vmin, cb.norm.vmax
-    subs = (1.0,) if np.log10(hi / lo) >= 2 else (1.0, 2.0, 5.0)
-    cb.ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    if np.log10(hi / lo) >= 2:
+        cb.ax.yaxis.set_major_locator(LogLocator(base=10))
+    else:
+        cb.ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     cb.ax.yaxis.set_minor_formatter(NullFormatter())
 
 
@@ -286,8 +290,12 @@ def fig3_gradient_histogram(gradients: Mapping[str, xr.Dataset]) -> Figure:
                 ax.set_ylabel(r"$|\nabla B|$ [$\mu$G pc$^{-1}$]")
             else:
                 counts = h.sum(axis=0)
-                ax.stairs(counts, b_edges, orientation="horizontal", baseline=None, color="C0",
-                          lw=1.2)
+                nz = np.nonzero(counts)[0]
+                sel = slice(nz[0], nz[-1] + 1) if nz.size else slice(None)
+                # only the occupied range: a step down to 0 has no place on a log axis
+                ax.stairs(counts[sel], b_edges[sel.start: (sel.stop or len(counts)) + 1]
+                          if nz.size else b_edges, orientation="horizontal", baseline=None,
+                          color="C0", lw=1.2)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_ylim(*b_range)
