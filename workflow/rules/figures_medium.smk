@@ -9,6 +9,8 @@ rule fig1_slices:
         pdf="results/figures/fig1_slices.pdf",
     params:
         media=MEDIA,
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/figures/fig1_slices.log",
     script:
@@ -24,6 +26,8 @@ rule fig2_phase_histograms:
     params:
         media=MEDIA,
         phases=config["phases"],
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/figures/fig2_phase_histograms.log",
     script:
@@ -38,6 +42,8 @@ rule fig3_gradient_histogram:
         pdf="results/figures/fig3_gradient_histogram.pdf",
     params:
         media=MEDIA,
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/figures/fig3_gradient_histogram.log",
     script:

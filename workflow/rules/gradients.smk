@@ -11,6 +11,8 @@ rule gradients:
         particles=config["particles"],
         phases=config["phases"],
     threads: 2
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/gradients/{medium}.log",
     script:

@@ -12,6 +12,8 @@ rule phases:
     params:
         phases=config["phases"],
     threads: 2
+    conda:
+        "../envs/cosmicflow.yaml"
     log:
         "results/logs/phases/{medium}.log",
     script:
