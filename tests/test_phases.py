@@ -196,3 +196,17 @@ def test_real_athenak_multiphase_fractions(athenak_data, tmp_path):
     # README: n_H 0.124-20.8 cm^-3, T 131-8725 K
     assert res.table.set_index("phase").loc["all", "n_min_cm^-3"] == pytest.approx(0.124, abs=6e-4)
     assert res.table.set_index("phase").loc["all", "T_max_K"] == pytest.approx(8725, abs=1)
+
+
+def test_config_schema_gas_property_overrides():
+    from pathlib import Path
+
+    from snakemake.utils import validate
+
+    schema = str(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml")
+    cfg = {"media": {"m": {"source": "kolmogorov"}}}
+    validate(cfg, schema)
+    assert cfg["phases"]["mean_molecular_weight"] is None and cfg["phases"]["adiabatic_index"] is None
+    validate({"media": {"m": {"source": "kolmogorov"}}, "phases": {"adiabatic_index": 1.0}}, schema)
+    with pytest.raises(Exception, match="less than the minimum"):
+        validate({"media": {"m": {"source": "kolmogorov"}}, "phases": {"adiabatic_index": 0.5}}, schema)
