@@ -78,7 +78,7 @@ def test_fig1_slices(stage_outputs, tmp_path):
 
 def test_fig2_marks_phase_thresholds(stage_outputs):
     fig = plotting.fig2_phase_histograms(stage_outputs["histograms"])
-    _check_labels(fig, n_panels=6, n_colorbars=1)
+    _check_labels(fig, n_panels=6, n_colorbars=2)
     for ax in _panels(fig):
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
         hlines = sorted({line.get_ydata()[0] for line in ax.get_lines()

@@ -89,11 +89,22 @@ FIG1_ROWS = (
 
 
 def _log_limits(arrays: Sequence[np.ndarray], centred: bool) -> tuple[float, float]:
-    vals = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
-    vals = vals[np.isfinite(vals) & (vals > 0)]
-    if vals.size == 0:
+    """Colour limits enclosing the 0.1-99.9 % range of every medium's values.
+
+    Per medium, then the union: pooling the values would let a uniform medium (the
+    isothermal control) dilute the rare dense clumps of the multiphase one off the scale.
+    """
+    los, his = [], []
+    for a in arrays:
+        vals = np.asarray(a, dtype=np.float64).ravel()
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        if vals.size:
+            lo_a, hi_a = np.percentile(vals, [0.1, 99.9])
+            los.append(lo_a)
+            his.append(hi_a)
+    if not los:
         return 0.1, 10.0
-    lo, hi = np.percentile(vals, [0.5, 99.5])
+    lo, hi = min(los), max(his)
     if centred:  # symmetric about M = 1 in log so that white marks trans-sonic/-Alfvenic gas
         half = max(abs(np.log10(lo)), abs(np.log10(hi)), 0.3)
         return 10.0**-half, 10.0**half
@@ -129,6 +140,12 @@ def fig1_slices(slices: Mapping[str, xr.Dataset]) -> Figure:
                 im = ax.pcolormesh(_cell_edges(h), _cell_edges(v), data, norm=norm, cmap=cmap,
                                    rasterized=True)
                 ax.set_aspect("equal")
+                values = ds[var].values
+                if np.nanmin(values) == np.nanmax(values):  # say so rather than show a flat colour
+                    unit = label.split("[")[1].rstrip("]") if "[" in label else ""
+                    ax.text(0.5, 0.5, f"uniform: {float(values.flat[0]):.3g} {unit}",
+                            transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
                 if r == 0:
                     normal = ds.attrs.get("slice_normal", "y")
                     pos = ds.attrs.get(f"slice_{normal}_pc")
@@ -183,7 +200,7 @@ def fig2_phase_histograms(
     """2-D histograms of T against M_A, M_s and n (columns) for each medium (rows).
 
     ``histograms`` maps medium -> ``results/{medium}/phase_histograms.nc``. Colour: cells per
-    bin on a log scale (one scale for the figure). Dashed lines mark the phase thresholds
+    bin on a log scale, one colour bar per medium. Dashed lines mark the phase thresholds
     (from the datasets' attrs unless given), dotted lines M = 1.
     """
     media = _check_media(histograms, "fig2_phase_histograms")
@@ -194,8 +211,11 @@ def fig2_phase_histograms(
     t_range = _union([_nonzero_range(h[v].values, t_edges, 0)
                       for h in histograms.values() for v, *_ in FIG2_COLUMNS])
     t_range = (min(t_range[0], th[0] / 3), max(t_range[1], th[1] * 3))
-    vmax = max(int(h[v].max()) for h in histograms.values() for v, *_ in FIG2_COLUMNS)
-    norm = LogNorm(vmin=1, vmax=max(vmax, 10))
+    # one colour scale per medium (row): a uniform medium puts all its cells in one bin and
+    # would otherwise compress the other medium's dynamic range
+    norms = {m: LogNorm(vmin=1, vmax=max(10, max(int(histograms[m][v].max())
+                                                 for v, *_ in FIG2_COLUMNS)))
+             for m in media}
     nrow = len(media)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrow, 3, figsize=(PAGE_WIDTH_IN, 2.3 * nrow + 0.4),
@@ -206,8 +226,8 @@ def fig2_phase_histograms(
             for r, m in enumerate(media):
                 ax = axes[r, c]
                 h = histograms[m][var].values.astype(np.float64)
-                im = ax.pcolormesh(q_edges, t_edges, np.where(h > 0, h, np.nan), norm=norm,
-                                   cmap=COUNTS_CMAP, rasterized=True)
+                ax.pcolormesh(q_edges, t_edges, np.where(h > 0, h, np.nan), norm=norms[m],
+                              cmap=COUNTS_CMAP, rasterized=True)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_xlim(*q_range)
@@ -223,7 +243,9 @@ def fig2_phase_histograms(
                 if c == 0:
                     ax.set_ylabel(r"$T$ [K]")
                 ax.set_title(f"{m}: $T$ vs {label.split(' [')[0]}", loc="left")
-        fig.colorbar(im, ax=axes.ravel().tolist(), label="cells per bin", shrink=0.9, pad=0.02)
+        for r, m in enumerate(media):
+            sm = matplotlib.cm.ScalarMappable(norm=norms[m], cmap=COUNTS_CMAP)
+            fig.colorbar(sm, ax=list(axes[r, :]), label="cells per bin", shrink=0.95, pad=0.06)
     return fig
 
 
@@ -295,14 +317,26 @@ def fig3_gradient_histogram(gradients: Mapping[str, xr.Dataset]) -> Figure:
                 # only the occupied range: a step down to 0 has no place on a log axis
                 ax.stairs(counts[sel], b_edges[sel.start: (sel.stop or len(counts)) + 1]
                           if nz.size else b_edges, orientation="horizontal", baseline=None,
-                          color="C0", lw=1.2)
+                          color="C0", lw=1.2, label=m)
+                # the other media's |grad B| distributions, for comparison on the same axis
+                for k, (other, go) in enumerate(gradients.items()):
+                    if other == m:
+                        continue
+                    oc = go["hist_grad_T_grad_B"].values.sum(axis=0).astype(np.float64)
+                    onz = np.nonzero(oc)[0]
+                    if onz.size:
+                        ax.stairs(oc[onz[0]: onz[-1] + 1], b_edges[onz[0]: onz[-1] + 2],
+                                  orientation="horizontal", baseline=None, color=f"C{k + 1}",
+                                  lw=0.9, ls="--", label=other)
+                ax.legend(loc="upper right", frameon=False)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 ax.set_ylim(*b_range)
-                ax.set_xlim(0.5, max(counts.max() * 2, 10))
+                ax.set_xlim(0.5, max(max(float(go["hist_grad_T_grad_B"].sum(axis=0).max())
+                                         for go in gradients.values()) * 2, 10))
                 ax.set_xlabel("cells per bin")
                 ax.set_ylabel(r"$|\nabla B|$ [$\mu$G pc$^{-1}$]")
-                ax.text(0.95, 0.05, r"isothermal: $|\nabla T| = 0$" "\n" r"(distribution of $|\nabla B|$)",
+                ax.text(0.95, 0.05, r"isothermal: $|\nabla T| = 0$" "\n" r"(distributions of $|\nabla B|$)",
                         transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
             ax.set_title(rf"{m}: $B_0$ = {float(g['b0']):.2f} $\mu$G, "
                          rf"$\delta B/B_0$ = {float(g['db_over_b0']):.2f}", loc="left")
