@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/snapshot.smk"
+include: "workflow/rules/transport.smk"
 include: "workflow/rules/phases.smk"
 include: "workflow/rules/gradients.smk"
 include: "workflow/rules/figures_medium.smk"

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cosmicflow.downsample import downsample_snapshot
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
 from cosmicflow.snapshot import read_snapshot, write_snapshot
 
@@ -35,8 +36,23 @@ def build_medium(name: str, medium: Mapping[str, Any], output: str | Path) -> Pa
 
     ``medium`` is one entry of ``config["media"]`` after schema validation: ``source`` plus
     ``grid``, ``box_pc``, ``seed``, ``params`` (synthetic), or ``path``, ``units``,
-    ``variables`` (files).
+    ``variables`` (files); ``downsample`` > 1 block-averages the result
+    (:mod:`cosmicflow.downsample`) through a temporary full-resolution file.
     """
+    factor = int(medium.get("downsample", 1))
+    if factor == 1:
+        return _build_full(name, medium, output)
+    output = Path(output)
+    full = output.with_name(f".{output.name}.full-resolution.h5")
+    try:
+        _build_full(name, medium, full)
+        log.info("downsampling %r by %d per axis", name, factor)
+        return downsample_snapshot(full, output, factor)
+    finally:
+        full.unlink(missing_ok=True)
+
+
+def _build_full(name: str, medium: Mapping[str, Any], output: str | Path) -> Path:
     source = medium["source"]
     config = {"medium": name, **dict(medium)}
     if source in SYNTHETIC_SOURCES:

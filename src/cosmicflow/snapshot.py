@@ -241,7 +241,10 @@ def snapshot_writer(
                 f.attrs[k] = _attr_value(v)
             yield SnapshotWriter(f)
         try:
-            read_snapshot(tmp, validate=True)
+            # read back through h5py slabs, not a memory map: mapped pages would count
+            # against the writer's resident memory for the whole file
+            with h5py.File(tmp, "r") as h5:
+                check_fields({k: h5[k] for k in FIELDS}, where=str(tmp))
         except InputError as err:
             # a writer that filled the file badly must not leave it behind either
             raise InputError(str(err).replace(str(tmp), str(path))) from None
@@ -283,8 +286,8 @@ def _memmap_dataset(path: Path, dset: h5py.Dataset) -> np.ndarray:
 def _decode_attr(v: Any) -> Any:
     if isinstance(v, bytes):
         v = v.decode()
-    if isinstance(v, np.ndarray) and v.size == 1 and v.ndim == 0:
-        v = v.item()
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.item()  # netCDF stores scalar attributes as 1-element arrays
     if isinstance(v, np.generic):
         v = v.item()
     return v

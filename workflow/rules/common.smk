@@ -1,6 +1,8 @@
 # Config validation and the input functions the rules use by name.
 from snakemake.utils import validate
 
+from cosmicflow import resources as cost
+
 validate(config, "../schemas/config.schema.yaml")
 
 MEDIA = list(config["media"])
@@ -8,6 +10,8 @@ MEDIA = list(config["media"])
 
 wildcard_constraints:
     medium="|".join(MEDIA),
+    energy=r"[0-9][0-9.e+-]*",
+    injection="isotropic|mono",
 
 
 def medium_config(wildcards):
@@ -25,13 +29,69 @@ def snapshot_path(medium):
     return f"results/{medium}/snapshot.h5"
 
 
+def energy_label(energy_pev):
+    """An energy [PeV] as it appears in file names: f"{E:g}" (1.5, 2.5, 10)."""
+    return f"{float(energy_pev):g}"
+
+
+def particle_runs():
+    """(energy label, injection) pairs that have particle batches, from the config:
+    isotropic runs at every particles.energies_PeV, mono-mu0 runs at integrate.mono.energies_PeV."""
+    runs = [(energy_label(e), "isotropic") for e in config["particles"]["energies_PeV"]]
+    runs += [(energy_label(e), "mono") for e in config["integrate"]["mono"]["energies_PeV"]]
+    return list(dict.fromkeys(runs))
+
+
+def particle_batch_path(medium, energy, injection, batch):
+    return f"results/{medium}/particles/E{energy}_{injection}_b{batch}.h5"
+
+
+def transport_batches(wildcards):
+    """All particle batches of one (medium, energy, injection): integrate.batches of them."""
+    if (wildcards.energy, wildcards.injection) not in particle_runs():
+        raise ValueError(
+            f"no {wildcards.injection} particle run at E = {wildcards.energy} PeV in the config; "
+            f"configured (energy, injection) runs: {particle_runs()}"
+        )
+    return [
+        particle_batch_path(wildcards.medium, wildcards.energy, wildcards.injection, b)
+        for b in range(config["integrate"]["batches"])
+    ]
+
+
+def transport_result_path(medium, energy, injection):
+    return f"results/{medium}/transport/E{energy}_{injection}.nc"
+
+
+def transport_results():
+    """Every transport result of the config: each medium x (energy, injection) run."""
+    return [transport_result_path(m, e, i) for m in MEDIA for e, i in particle_runs()]
+
+
 MEDIUM_FIGURES = ["fig1_slices", "fig2_phase_histograms", "fig3_gradient_histogram"]
 
 
-def get_final_outputs():
-    outputs = [snapshot_path(m) for m in MEDIA]
-    # phases and gradients stages (paper §3.1-3.2) and their figures (Figs. 1-3)
-    outputs += [f"results/{m}/{f}" for m in MEDIA
-                for f in ("phases.csv", "phase_histograms.nc", "gradients.nc")]
+def medium_analysis_outputs():
+    """Phases and gradients stages (paper §3.1-3.2) and their figures (Figs. 1-3)."""
+    outputs = [f"results/{m}/{f}" for m in MEDIA
+               for f in ("phases.csv", "phase_histograms.nc", "gradients.nc")]
     outputs += [f"results/figures/{fig}.{ext}" for fig in MEDIUM_FIGURES for ext in ("png", "pdf")]
     return outputs
+
+
+def get_final_outputs():
+    return (
+        [snapshot_path(m) for m in MEDIA]
+        + medium_analysis_outputs()
+        + transport_results()
+        + ["results/transport_summary.csv"]
+    )
+
+
+def snapshot_mem_mb(wildcards, input):
+    """Memory of the snapshot job [MB]: FFT work arrays of a synthetic medium, or ingest buffers."""
+    m = config["media"][wildcards.medium]
+    if m["source"] in ("multiphase", "kolmogorov", "slab"):
+        return cost.synthetic_memory_mb(m["grid"])
+    # an AthenaK file holds about as many float32 per cell as the canonical snapshot
+    return cost.ingest_memory_mb(int(input.size_mb * 1024**2))

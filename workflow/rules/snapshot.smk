@@ -9,6 +9,10 @@ rule snapshot:
     params:
         medium=medium_config,
         phases=config["phases"],
+    conda:
+        "../envs/cosmicflow.yaml"
+    resources:
+        mem_mb=snapshot_mem_mb,
     log:
         "results/logs/snapshot/{medium}.log",
     script:

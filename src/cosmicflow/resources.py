@@ -1,0 +1,127 @@
+"""Memory and run-time estimates for each stage, used by Snakemake profiles and run-time checks.
+
+The numbers are a cost model, not a promise: memory from what each stage holds (documented per
+function), time from the integrator's measured cost per particle-step (``benchmarks/``). They
+let a cluster profile ask for what a job needs instead of a hard-coded size, and let a stage
+stop early with a clear message when the machine is too small.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from cosmicflow.constants import larmor_radius_pc
+
+MB = 1024**2
+#: bytes per cell of a canonical snapshot: 8 float32 fields
+SNAPSHOT_BYTES_PER_CELL = 8 * 4
+#: bytes per cell the integrator maps: bx, by, bz, temperature (float32) and the phase map (int8)
+INTEGRATE_BYTES_PER_CELL = 4 * 4 + 1
+#: fixed overhead of a Python process with numpy, numba, xarray imported [MB]
+PROCESS_OVERHEAD_MB = 400
+#: measured integrator cost [ns per particle-step per core], benchmarks/bench_integrate.py;
+#: a conservative figure (large grids miss cache) so cluster jobs are not killed at the limit
+NS_PER_PARTICLE_STEP = 60.0
+
+
+def snapshot_bytes(shape: tuple[int, int, int]) -> int:
+    """Size of a canonical snapshot's field data [bytes]."""
+    return int(math.prod(shape)) * SNAPSHOT_BYTES_PER_CELL
+
+
+def synthetic_memory_mb(grid: int) -> int:
+    """Peak memory of generating a synthetic medium of ``grid``^3 cells [MB].
+
+    The generators hold the 8 output fields (float32) plus a few complex FFT work arrays of
+    half size (rfftn): measured 5.3 GB for the multiphase model at 512^3
+    (benchmarks/synthetic_media.py), about 40 bytes per cell; 48 leaves a margin.
+    """
+    return int(PROCESS_OVERHEAD_MB + grid**3 * 48 / MB)
+
+
+def ingest_memory_mb(output_bytes: int) -> int:
+    """Peak memory of AthenaK ingest [MB]: the output held once plus bounded block buffers."""
+    return int(PROCESS_OVERHEAD_MB + 1.5 * output_bytes / MB)
+
+
+def integrate_memory_mb(n_cells: int, n_particles: int, n_outputs: int, n_phases: int = 3) -> int:
+    """Memory an integrate job needs [MB].
+
+    The fields are memory-mapped (shared through the page cache between jobs on one node, but
+    resident while the job runs, so counted here); per particle and output time it records
+    displacement (3), mu (1), per-phase displacement (3 x n_phases) and per-phase time
+    (n_phases), all float64.
+    """
+    field = n_cells * INTEGRATE_BYTES_PER_CELL
+    per_particle = n_outputs * (3 + 1 + 3 * n_phases + n_phases) * 8
+    return int(PROCESS_OVERHEAD_MB + (field + n_particles * per_particle) / MB)
+
+
+def steps_per_gyroperiod(
+    larmor_radius_cells: float, max_rotation_rad: float = 0.1, max_step_cells: float = 0.5,
+    field_contrast: float = 3.0,
+) -> float:
+    r"""Steps per reference gyro-period under cosmicflow's step rule.
+
+    The step h satisfies :math:`\Omega_{loc} h \le \theta_{max}` and :math:`c h \le f\,\Delta x`;
+    per reference gyro-period :math:`2\pi/\Omega_{ref}` that is
+
+    .. math:: N = 2\pi \max\left(\frac{B_{max}/B_{ref}}{\theta_{max}},
+                                 \frac{r_L}{f\,\Delta x}\right)
+
+    with ``field_contrast`` = B_max / B_ref the assumed peak-to-reference field ratio.
+    """
+    return 2 * math.pi * max(field_contrast / max_rotation_rad,
+                             larmor_radius_cells / max_step_cells)
+
+
+def integrate_runtime_min(
+    n_particles: int,
+    duration_gyroperiods: float,
+    energy_pev: float,
+    b_ref_ug: float,
+    cell_pc: float,
+    threads: int = 1,
+    max_rotation_rad: float = 0.1,
+    max_step_cells: float = 0.5,
+    charge: int = 1,
+) -> float:
+    """Wall time of one integrate job [min]: particles x steps x cost per step / threads."""
+    r_cells = larmor_radius_pc(energy_pev, b_ref_ug, charge) / cell_pc
+    steps = duration_gyroperiods * steps_per_gyroperiod(r_cells, max_rotation_rad, max_step_cells)
+    return n_particles * steps * NS_PER_PARTICLE_STEP * 1e-9 / max(threads, 1) / 60.0
+
+
+def available_memory_mb() -> int | None:
+    """Memory this process may use [MB]: the cgroup limit if set, else MemAvailable; None if unknown."""
+    limits = []
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = open(path).read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            limits.append(int(raw) // MB)
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) // 1024)
+                break
+    except OSError:
+        pass
+    env = os.environ.get("SLURM_MEM_PER_NODE")
+    if env and env.isdigit():
+        limits.append(int(env))
+    return min(limits) if limits else None
+
+
+def require_memory(needed_mb: int, what: str) -> None:
+    """Stop with a clear message when the machine has less memory than ``needed_mb``."""
+    have = available_memory_mb()
+    if have is not None and needed_mb > have:
+        raise MemoryError(
+            f"{what} needs about {needed_mb} MB but only {have} MB are available on this "
+            "machine; use a node with more memory (profiles/slurm derives mem_mb from the same "
+            "estimate), fewer particles per batch, or a downsampled snapshot"
+        )
