@@ -210,3 +210,13 @@ def test_config_schema_gas_property_overrides():
     validate({"media": {"m": {"source": "kolmogorov"}}, "phases": {"adiabatic_index": 1.0}}, schema)
     with pytest.raises(Exception, match="less than the minimum"):
         validate({"media": {"m": {"source": "kolmogorov"}}, "phases": {"adiabatic_index": 0.5}}, schema)
+
+
+def test_stage_memory_model_covers_measured_peaks():
+    from cosmicflow.phases import stage_memory_mb
+
+    # measured with benchmarks/bench_phases_gradients.py (2 workers): 480, 855, 876 MB
+    for n, measured in ((128, 480), (256, 855), (512, 876)):
+        assert stage_memory_mb(32 * n**3, 2) >= measured
+    # 2048^3: one x-slab of 2048^2 cells per block, still well under a node
+    assert 2000 < stage_memory_mb(32 * 2048**3, 2) < 4000

@@ -65,6 +65,7 @@ __all__ = [
     "phase_slices",
     "phase_statistics",
     "run_phases",
+    "stage_memory_mb",
 ]
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,22 @@ class PhaseResult:
     mean_molecular_weight: float
     adiabatic_index: float
     attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def stage_memory_mb(snapshot_bytes: int, num_workers: int = 1,
+                    chunk_cells: int = DEFAULT_CHUNK_CELLS) -> int:
+    """Peak memory [MB] to request for the phases or gradients stage of a cubic snapshot.
+
+    Model: 400 MB of interpreter and libraries plus, per worker thread, one x-slab block of
+    max(chunk_cells, N^2) cells at 250 bytes per cell (float32 fields, float64 derived
+    quantities, bin indices, halo copies). Measured peaks (benchmarks/
+    bench_phases_gradients.py, 2 workers): 480 / 855 / 876 MB at 128^3 / 256^3 / 512^3
+    against the model's 1400 MB from 256^3 up.
+    """
+    cells = max(1, int(snapshot_bytes) // (4 * len(FIELDS)))
+    side = round(cells ** (1.0 / 3.0))
+    block = max(int(chunk_cells), side * side)
+    return int(400 + max(1, int(num_workers)) * block * 250 / 2**20)
 
 
 def _x_chunk(shape: Sequence[int], chunk_cells: int) -> int:

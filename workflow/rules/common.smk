@@ -68,6 +68,13 @@ def transport_results():
     return [transport_result_path(m, e, i) for m in MEDIA for e, i in particle_runs()]
 
 
+def medium_analysis_mem_mb(wildcards, input, threads):
+    """Memory of the phases / gradients job [MB] from the snapshot size (cosmicflow.phases)."""
+    from cosmicflow.phases import stage_memory_mb
+
+    return stage_memory_mb(int(input.size_mb * 1024**2), threads)
+
+
 MEDIUM_FIGURES = ["fig1_slices", "fig2_phase_histograms", "fig3_gradient_histogram"]
 
 

@@ -11,6 +11,8 @@ rule gradients:
         particles=config["particles"],
         phases=config["phases"],
     threads: 2
+    resources:
+        mem_mb=medium_analysis_mem_mb,
     conda:
         "../envs/cosmicflow.yaml"
     log:

@@ -12,6 +12,8 @@ rule phases:
     params:
         phases=config["phases"],
     threads: 2
+    resources:
+        mem_mb=medium_analysis_mem_mb,
     conda:
         "../envs/cosmicflow.yaml"
     log:
