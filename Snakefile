@@ -13,6 +13,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/snapshot.smk"
 include: "workflow/rules/integrate.smk"
 include: "workflow/rules/transport.smk"
+include: "workflow/rules/phases.smk"
+include: "workflow/rules/gradients.smk"
+include: "workflow/rules/figures_medium.smk"
 
 
 rule all:

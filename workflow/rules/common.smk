@@ -69,9 +69,28 @@ def transport_results():
     return [transport_result_path(m, e, i) for m in MEDIA for e, i in particle_runs()]
 
 
+def medium_analysis_mem_mb(wildcards, input, threads):
+    """Memory of the phases / gradients job [MB] from the snapshot size (cosmicflow.phases)."""
+    from cosmicflow.phases import stage_memory_mb
+
+    return stage_memory_mb(int(input.size_mb * 1024**2), threads)
+
+
+MEDIUM_FIGURES = ["fig1_slices", "fig2_phase_histograms", "fig3_gradient_histogram"]
+
+
+def medium_analysis_outputs():
+    """Phases and gradients stages (paper §3.1-3.2) and their figures (Figs. 1-3)."""
+    outputs = [f"results/{m}/{f}" for m in MEDIA
+               for f in ("phases.csv", "phase_histograms.nc", "gradients.nc")]
+    outputs += [f"results/figures/{fig}.{ext}" for fig in MEDIUM_FIGURES for ext in ("png", "pdf")]
+    return outputs
+
+
 def get_final_outputs():
     return (
         [snapshot_path(m) for m in MEDIA]
+        + medium_analysis_outputs()
         + transport_results()
         + ["results/transport_summary.csv"]
     )

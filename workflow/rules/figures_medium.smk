@@ -1,0 +1,50 @@
+# Figures of the medium itself (paper Figs. 1-3), all media side by side, PNG + PDF.
+
+
+rule fig1_slices:
+    input:
+        slices=expand(rules.phases.output.slices, medium=MEDIA),
+    output:
+        png="results/figures/fig1_slices.png",
+        pdf="results/figures/fig1_slices.pdf",
+    params:
+        media=MEDIA,
+    conda:
+        "../envs/cosmicflow.yaml"
+    log:
+        "results/logs/figures/fig1_slices.log",
+    script:
+        "../scripts/plot_fig1_slices.py"
+
+
+rule fig2_phase_histograms:
+    input:
+        histograms=expand(rules.phases.output.histograms, medium=MEDIA),
+    output:
+        png="results/figures/fig2_phase_histograms.png",
+        pdf="results/figures/fig2_phase_histograms.pdf",
+    params:
+        media=MEDIA,
+        phases=config["phases"],
+    conda:
+        "../envs/cosmicflow.yaml"
+    log:
+        "results/logs/figures/fig2_phase_histograms.log",
+    script:
+        "../scripts/plot_fig2_phase_histograms.py"
+
+
+rule fig3_gradient_histogram:
+    input:
+        gradients=expand(rules.gradients.output.gradients, medium=MEDIA),
+    output:
+        png="results/figures/fig3_gradient_histogram.png",
+        pdf="results/figures/fig3_gradient_histogram.pdf",
+    params:
+        media=MEDIA,
+    conda:
+        "../envs/cosmicflow.yaml"
+    log:
+        "results/logs/figures/fig3_gradient_histogram.log",
+    script:
+        "../scripts/plot_fig3_gradient_histogram.py"

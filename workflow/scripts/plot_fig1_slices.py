@@ -1,0 +1,20 @@
+"""Snakemake script of rule `fig1_slices`: one panel column/row per medium, PNG + PDF."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+
+import xarray as xr  # noqa: E402
+
+from cosmicflow.plotting import fig1_slices, save_figure  # noqa: E402
+
+data = {
+    medium: xr.load_dataset(path, engine="h5netcdf")
+    for medium, path in zip(snakemake.params.media, snakemake.input.slices)  # noqa: F821
+}
+fig = fig1_slices(
+    data,
+)
+save_figure(fig, snakemake.output.png, snakemake.output.pdf)  # noqa: F821
