@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/snapshot.smk"
 include: "workflow/rules/integrate.smk"
@@ -16,6 +19,7 @@ include: "workflow/rules/transport.smk"
 include: "workflow/rules/phases.smk"
 include: "workflow/rules/gradients.smk"
 include: "workflow/rules/figures_medium.smk"
+include: "workflow/rules/figures_transport.smk"
 
 
 rule all:

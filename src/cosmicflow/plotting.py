@@ -52,7 +52,7 @@ def save_figure(fig: Figure, *paths: str | Path) -> None:
     for p in paths:
         p = Path(p)
         with atomic_output(p) as tmp:
-            fig.savefig(tmp, format=p.suffix.lstrip("."), bbox_inches="tight")
+            fig.savefig(tmp, format=p.suffix.lstrip("."), bbox_inches="tight", dpi=200)
 
 
 def _check_media(data: Mapping[str, xr.Dataset], what: str) -> list[str]:

@@ -52,6 +52,38 @@ def merge_histograms(batches: Sequence[xr.Dataset]) -> xr.Dataset:
     return out
 
 
+def has_temperature_structure(batch: xr.Dataset) -> bool:
+    """True when the medium has more than one thermal phase by volume (so |dT/d(tΩ)| is not 0)."""
+    if "phase_volume_fraction" in batch:
+        return int(np.sum(np.asarray(batch["phase_volume_fraction"].values) > 0)) >= 2
+    counts = batch["hist_dmu_dT"].values.sum(axis=0)
+    return bool(counts[1:].sum() > 0)
+
+
+def fig5_rows(merged: Mapping[str, Mapping[float, Sequence[xr.Dataset]]]):
+    """Rows of Fig. 5 from {medium: {energy: [batches]}}: for multiphase media a |dT| row and a
+    |dB| row, for single-phase media a |dB| row only (their |dT| is identically zero);
+    multiphase media first, as in the paper."""
+    multi, single = [], []
+    for medium, by_energy in merged.items():
+        hists = {e: merge_histograms(list(b)) for e, b in by_energy.items()}
+        first = next(iter(by_energy.values()))[0]
+        if has_temperature_structure(first):
+            multi += [(medium, "dT", hists), (medium, "dB", hists)]
+        else:
+            single.append((medium, "dB", hists))
+    return multi + single
+
+
+def load_results(paths: Sequence[str]) -> dict[str, dict[float, xr.Dataset]]:
+    """Transport results keyed {medium: {energy [PeV]: Dataset}} from their attributes."""
+    out: dict[str, dict[float, xr.Dataset]] = {}
+    for p in paths:
+        ds = xr.load_dataset(p, engine="h5netcdf")
+        out.setdefault(str(ds.attrs["medium"]), {})[float(np.squeeze(ds.attrs["energy_PeV"]))] = ds
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Fig. 4: 3-D view of density / temperature, field lines and one trajectory
 # --------------------------------------------------------------------------------------------
@@ -140,8 +172,7 @@ def fig4_trajectory_3d(
     log_n = np.log10(np.asarray(snap["density"]))
     log_t = np.log10(np.asarray(snap["temperature"]))
 
-    fig = plt.figure(figsize=(PAGE_WIDTH_IN, 3.3))
-    fig.subplots_adjust(left=0.02, right=0.94, top=0.98, bottom=0.16, wspace=0.12)
+    fig = plt.figure(figsize=(PAGE_WIDTH_IN, 3.5))
     b_norm = Normalize(vmin=float(np.percentile(strength, 2)), vmax=float(np.percentile(strength, 98)))
     panels = [
         ("(a)", log_n, "viridis", r"$\log_{10}(n\,/\,\mathrm{cm^{-3}})$", t_omega, "plasma",
@@ -150,7 +181,8 @@ def fig4_trajectory_3d(
          Normalize(vmin=-1, vmax=1), r"$\mu$"),
     ]
     for k, (label, field, fcmap, flabel, tvals, tcmap, tnorm, tlabel) in enumerate(panels):
-        ax = fig.add_subplot(1, 2, k + 1, projection="3d")
+        ax = fig.add_axes([0.04 + 0.48 * k, 0.17, 0.44, 0.78], projection="3d")
+        ax.set_box_aspect((1, 1, 1), zoom=1.2)
         # draw order as added (faces, then lines on top): mplot3d's depth sort hides lines
         ax.computed_zorder = False
         fnorm = Normalize(vmin=float(np.percentile(field, 1)), vmax=float(np.percentile(field, 99)))
@@ -179,7 +211,7 @@ def fig4_trajectory_3d(
         cb.set_label(tlabel, fontsize=7)
         cb.ax.tick_params(labelsize=6)
     sm_b = plt.cm.ScalarMappable(norm=b_norm, cmap="cividis")
-    cax = fig.add_axes([0.30, 0.10, 0.40, 0.025])
+    cax = fig.add_axes([0.30, 0.09, 0.40, 0.025])
     cb = fig.colorbar(sm_b, cax=cax, orientation="horizontal")
     cb.set_label(r"field-line $|B|$ [$\mu$G]", fontsize=7)
     cb.ax.tick_params(labelsize=6)
@@ -278,6 +310,26 @@ def _interval_err(result: xr.Dataset, name: str, value: float) -> tuple[float, f
     return max(value - lo, 0.0), max(hi - value, 0.0)
 
 
+def _energy_axes(ax, energies) -> None:
+    """Log-log axes with the simulated energies as labelled x ticks and unclutterred y labels."""
+    from matplotlib.ticker import FormatStrFormatter, LogFormatterSciNotation, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    e = np.unique(np.asarray(energies, dtype=float))
+    ax.set_xticks(e)
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(e.min() / 1.2, e.max() * 1.2)
+    lo, hi = ax.get_ylim()
+    if hi / lo < 30:  # less than ~1.5 decades: label some minor ticks, small
+        ax.yaxis.set_minor_formatter(LogFormatterSciNotation(minor_thresholds=(2, 0.4)))
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="both", which="both", labelsize=7)
+    ax.set_xlabel("E [PeV]", fontsize=8)
+
+
 def _energy_series(by_energy: Mapping[float, xr.Dataset]):
     energies = np.array(sorted(by_energy))
     return energies, [by_energy[e] for e in energies]
@@ -353,11 +405,8 @@ def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]]) ->
     _empirical_band(axes[0], np.array(all_e))
     labels = (r"$D_\parallel$ [cm$^2$ s$^{-1}$]", r"$D_\perp$ [cm$^2$ s$^{-1}$]", r"$D_{\mu\mu}/\Omega$")
     for ax, lab in zip(axes, labels):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("E [PeV]")
-        ax.set_ylabel(lab)
-        ax.tick_params(labelsize=7)
+        _energy_axes(ax, all_e)
+        ax.set_ylabel(lab, fontsize=8)
     axes[0].legend(fontsize=6, frameon=False, loc="upper left")
     axes[2].legend(fontsize=7, frameon=False)
     return fig
@@ -395,15 +444,14 @@ def fig8_phase_matrix(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fi
                     ax.plot(energies[pos], v[pos], ls="none", marker=style["marker"], ms=3, color=color)
                     ax.plot(energies[neg], -v[neg], ls="none", marker=style["marker"], ms=4,
                             markerfacecolor="white", markeredgecolor=color)
+    all_e = [e for by_energy in media.values() for e in by_energy]
     for a in range(n):
         for b in range(n):
             ax = axes[a, b]
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _energy_axes(ax, all_e)
             ax.set_title(f"{phases[a]}-{phases[b]}", fontsize=8)
-            ax.tick_params(labelsize=7)
-            if a == n - 1:
-                ax.set_xlabel("E [PeV]", fontsize=8)
+            if a != n - 1:
+                ax.set_xlabel("")
             if b == 0:
                 ax.set_ylabel(r"$|D_{\alpha\beta}|$ [cm$^2$ s$^{-1}$]", fontsize=8)
     from matplotlib.lines import Line2D
@@ -414,14 +462,15 @@ def fig8_phase_matrix(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fi
     for name, by_energy in media.items():
         st = medium_style(by_energy)
         handles.append(Line2D([], [], color="k", ls=st["linestyle"], label=name))
-    axes[0, n - 1].legend(handles=handles, fontsize=6, frameon=False)
+    fig.legend(handles=handles, fontsize=7, frameon=False, loc="outside lower center",
+               ncol=len(handles))
     return fig
 
 
 def fig9_effective_diffusion(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
     """Paper Fig. 9: D_eff,α = D_αα/f_α vs energy per phase (parallel, perpendicular) and the
     total coefficient (black dash-dotted). Plateau values; last running values where none."""
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 2.8), constrained_layout=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 2.8), constrained_layout=True)
     phase_colors = {"CNM": "tab:blue", "UNM": "tab:green", "WNM": "tab:red"}
     for name, by_energy in media.items():
         energies, results = _energy_series(by_energy)
@@ -443,11 +492,9 @@ def fig9_effective_diffusion(media: Mapping[str, Mapping[float, xr.Dataset]]) ->
                     continue
                 ax.plot(energies, vals, color=phase_colors.get(ph, None), ls=style["linestyle"],
                         marker=style["marker"], ms=3, label=f"{name}: {ph}")
+    all_e = [e for by_energy in media.values() for e in by_energy]
     for ax, comp in zip(axes, (r"\parallel", r"\perp")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("E [PeV]")
-        ax.set_ylabel(rf"$D^{{\rm eff}}_{{{comp}}}$ [cm$^2$ s$^{{-1}}$]")
-        ax.tick_params(labelsize=7)
+        _energy_axes(ax, all_e)
+        ax.set_ylabel(rf"$D^{{\rm eff}}_{{{comp}}}$ [cm$^2$ s$^{{-1}}$]", fontsize=8)
     axes[1].legend(fontsize=6, frameon=False, ncol=2)
     return fig

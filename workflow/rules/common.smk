@@ -1,4 +1,6 @@
 # Config validation and the input functions the rules use by name.
+from pathlib import Path
+
 from snakemake.utils import validate
 
 from cosmicflow import resources as cost
@@ -6,6 +8,14 @@ from cosmicflow import resources as cost
 validate(config, "../schemas/config.schema.yaml")
 
 MEDIA = list(config["media"])
+PACKAGE = Path(workflow.basedir) / "src" / "cosmicflow"
+
+
+def package_code(*modules):
+    """Source files of the cosmicflow modules a job runs, used as inputs so that editing the physics or the
+    plotting code reruns exactly the rules that use it (Snakemake sees the package only here)."""
+    return [str(PACKAGE / f"{m}.py") for m in modules]
+
 
 
 wildcard_constraints:
@@ -93,6 +103,7 @@ def get_final_outputs():
         + medium_analysis_outputs()
         + transport_results()
         + ["results/transport_summary.csv"]
+        + transport_figures()
     )
 
 
@@ -166,3 +177,51 @@ def integrate_runtime_min(wildcards, threads):
         max_rotation_rad=it["max_rotation_rad"], max_step_cells=it["max_step_cells"],
         charge=config["particles"]["charge"])
     return max(10, int(2 * t) + 1)
+
+
+# ---- transport figures (Figs. 4-9) ----
+
+
+def _nearest_energy(e):
+    energies = config["particles"]["energies_PeV"]
+    return energy_label(min(energies, key=lambda x: abs(float(x) - float(e))))
+
+
+def fig4_medium():
+    return config["figures"]["trajectory_medium"] or MEDIA[0]
+
+
+def fig4_energy():
+    e = config["figures"]["trajectory_energy_PeV"]
+    if e is None:
+        energies = sorted(config["particles"]["energies_PeV"])
+        e = energies[len(energies) // 2]
+    return _nearest_energy(e)
+
+
+def fig5_energies():
+    return list(dict.fromkeys(_nearest_energy(e) for e in config["figures"]["scattering_energies_PeV"]))
+
+
+def fig5_batches(wildcards):
+    """Every isotropic batch of every medium at the Fig. 5 energies."""
+    return [particle_batch_path(m, e, "isotropic", b) for m in MEDIA for e in fig5_energies()
+            for b in range(config["integrate"]["batches"])]
+
+
+def isotropic_results():
+    return [transport_result_path(m, energy_label(e), "isotropic")
+            for m in MEDIA for e in config["particles"]["energies_PeV"]]
+
+
+def mono_results():
+    mono = config["integrate"]["mono"]["energies_PeV"]
+    return [transport_result_path(m, energy_label(mono[0]), "mono") for m in MEDIA] if mono else []
+
+
+def transport_figures():
+    figs = ["fig4_trajectory_3d", "fig5_scattering_histograms", "fig7_diffusion_vs_energy",
+            "fig8_phase_matrix", "fig9_effective_diffusion"]
+    if config["integrate"]["mono"]["energies_PeV"]:
+        figs.append("fig6_dmumu_vs_mu0")
+    return [f"results/figures/{f}.{ext}" for f in figs for ext in ("png", "pdf")]

@@ -4,6 +4,7 @@
 rule fig1_slices:
     input:
         slices=expand(rules.phases.output.slices, medium=MEDIA),
+        code=package_code("plotting"),
     output:
         png="results/figures/fig1_slices.png",
         pdf="results/figures/fig1_slices.pdf",
@@ -20,6 +21,7 @@ rule fig1_slices:
 rule fig2_phase_histograms:
     input:
         histograms=expand(rules.phases.output.histograms, medium=MEDIA),
+        code=package_code("plotting"),
     output:
         png="results/figures/fig2_phase_histograms.png",
         pdf="results/figures/fig2_phase_histograms.pdf",
@@ -37,6 +39,7 @@ rule fig2_phase_histograms:
 rule fig3_gradient_histogram:
     input:
         gradients=expand(rules.gradients.output.gradients, medium=MEDIA),
+        code=package_code("plotting"),
     output:
         png="results/figures/fig3_gradient_histogram.png",
         pdf="results/figures/fig3_gradient_histogram.pdf",

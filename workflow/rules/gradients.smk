@@ -5,6 +5,7 @@
 rule gradients:
     input:
         snapshot=rules.snapshot.output.snapshot,
+        code=package_code("gradients", "binning"),
     output:
         gradients="results/{medium}/gradients.nc",
     params:

@@ -5,11 +5,12 @@
 rule integrate:
     input:
         snapshot="results/{medium}/snapshot.h5",
+        code=package_code("integrate", "_numba", "snapshot"),
     output:
         batch="results/{medium}/particles/E{energy}_{injection}_b{batch}.h5",
     params:
         job=integrate_job,
-        config=config,
+        config={k: config[k] for k in ("particles", "integrate", "phases")},
     resources:
         mem_mb=integrate_mem_mb,
         runtime=integrate_runtime_min,

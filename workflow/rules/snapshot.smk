@@ -4,6 +4,7 @@
 rule snapshot:
     input:
         medium_input_files,
+        code=package_code("media", "snapshot", "synthetic", "athenak", "units", "downsample"),
     output:
         snapshot="results/{medium}/snapshot.h5",
     params:
