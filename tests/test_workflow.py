@@ -1,0 +1,58 @@
+"""The whole workflow on a tiny configuration: every stage, every figure, the report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = ("fig1_slices", "fig2_phase_histograms", "fig3_gradient_histogram", "fig4_trajectory_3d",
+           "fig5_scattering_histograms", "fig6_dmumu_vs_mu0", "fig7_diffusion_vs_energy",
+           "fig8_phase_matrix", "fig9_effective_diffusion")
+
+
+def _snakemake(tmp_path, *args, timeout=900):
+    exe = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([exe, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_whole_workflow_on_tiny_config(tmp_path):
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / ".test" / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    proc = _snakemake(tmp_path, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = tmp_path / "results"
+    for fig in FIGURES:
+        for ext in ("png", "pdf"):
+            f = results / "figures" / f"{fig}.{ext}"
+            assert f.exists() and f.stat().st_size > 5000, f
+    table = pd.read_csv(results / "transport_summary.csv")
+    assert len(table) == 2 * 3  # 2 media x (2 isotropic energies + 1 mono run)
+    assert set(table["medium"]) == {"multiphase", "isothermal"}
+    assert (table["n_particles"][table["injection"] == "isotropic"] == 40).all()
+    assert (table["n_batches"] == 2).all()
+    assert (table["sum_rule_ok"] == 1).all()
+    # the isothermal medium is one phase; the multiphase one visits all three
+    iso = table[table["medium"] == "isothermal"]
+    assert (iso["f_WNM"] == 1.0).all()
+    multi = table[table["medium"] == "multiphase"]
+    assert (multi[["f_CNM", "f_UNM", "f_WNM"]] > 0).all().all()
+    # nothing half-written or left over
+    assert not list(results.rglob("*.tmp")) and not list(results.rglob("*.ckpt.npz"))
+
+    # a second run has nothing to do; the report builds from the results
+    again = _snakemake(tmp_path, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    report = _snakemake(tmp_path, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (results / "report.html").read_text(errors="replace")
+    assert "fig7_diffusion_vs_energy.png" in html
