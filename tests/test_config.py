@@ -50,3 +50,12 @@ def test_bad_config_refused_with_readable_message(edit, fragment):
     with pytest.raises(Exception) as err:
         validate(copy.deepcopy(cfg), SCHEMA)
     assert fragment in str(err.value)
+
+
+def test_paper_config_is_valid_and_paper_scale():
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    validate(cfg, SCHEMA)
+    assert cfg["integrate"]["particles_per_energy"] == 1000
+    assert cfg["integrate"]["duration_gyroperiods"] == 1000.0
+    assert cfg["particles"]["energies_PeV"] == [1.5, 2.5, 5.0, 7.5, 10.0, 15.0]
+    assert cfg["integrate"]["mono"]["energies_PeV"] == [2.5]
