@@ -16,6 +16,8 @@ rule gradients:
         mem_mb=medium_analysis_mem_mb,
     conda:
         "../envs/cosmicflow.yaml"
+    benchmark:
+        "results/benchmarks/gradients/{medium}.tsv"
     log:
         "results/logs/gradients/{medium}.log",
     script:

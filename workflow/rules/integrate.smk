@@ -16,6 +16,8 @@ rule integrate:
         runtime=integrate_runtime_min,
     conda:
         "../envs/cosmicflow.yaml"
+    benchmark:
+        "results/benchmarks/integrate/{medium}_E{energy}_{injection}_b{batch}.tsv"
     log:
         "results/logs/integrate/{medium}_E{energy}_{injection}_b{batch}.log",
     threads: 2

@@ -17,6 +17,8 @@ rule phases:
         mem_mb=medium_analysis_mem_mb,
     conda:
         "../envs/cosmicflow.yaml"
+    benchmark:
+        "results/benchmarks/phases/{medium}.tsv"
     log:
         "results/logs/phases/{medium}.log",
     script:

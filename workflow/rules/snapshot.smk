@@ -14,6 +14,8 @@ rule snapshot:
         "../envs/cosmicflow.yaml"
     resources:
         mem_mb=snapshot_mem_mb,
+    benchmark:
+        "results/benchmarks/snapshot/{medium}.tsv"
     log:
         "results/logs/snapshot/{medium}.log",
     script:

@@ -12,6 +12,8 @@ rule transport:
         transport=config["transport"],
     conda:
         "../envs/cosmicflow.yaml"
+    benchmark:
+        "results/benchmarks/transport/{medium}_E{energy}_{injection}.tsv"
     log:
         "results/logs/transport/{medium}_E{energy}_{injection}.log",
     script:
