@@ -82,7 +82,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL
+from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL, prefetch
 from cosmicflow.constants import C_CM_S, LARMOR_PC_PER_PEV_UG, PC_CM
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
 from cosmicflow.snapshot import read_snapshot
@@ -391,15 +391,41 @@ def _gather(grid, gdim, cx, cy, cz, buf, wts, lane):
 
 
 @njit(**JIT_INLINE)
-def _cell_phase(buf, lane, cx, cy, cz, t1, t2):
-    """Phase 0/1/2 of the cell holding (cx, cy, cz), from its temperature among the gathered
-    corners: that cell is corner (int(c) + 1 − q) per axis, and the rule is
+def _prefetch_corners(grid, o, sj, si):
+    """Request the cache lines of the 8 corner cells at flat offset o (strides sj, si): each
+    (i, j) pair of cells is 32 bytes, in one line or straddling two."""
+    prefetch(grid, o)
+    prefetch(grid, o + 2 * GRID_VALUES - 1)
+    prefetch(grid, o + sj)
+    prefetch(grid, o + sj + 2 * GRID_VALUES - 1)
+    prefetch(grid, o + si)
+    prefetch(grid, o + si + 2 * GRID_VALUES - 1)
+    prefetch(grid, o + si + sj)
+    prefetch(grid, o + si + sj + 2 * GRID_VALUES - 1)
+
+
+@njit(**JIT_INLINE)
+def _blend_grid(grid, o, sj, si, wx, wy, wz):
+    """Trilinear blend of the value at flat offset o (corner 000) and its 7 neighbours
+    (the formula of :func:`_tri`, so results are bit-identical to it)."""
+    sk = GRID_VALUES
+    c00 = grid[o] * (1.0 - wz) + grid[o + sk] * wz
+    c01 = grid[o + sj] * (1.0 - wz) + grid[o + sj + sk] * wz
+    c10 = grid[o + si] * (1.0 - wz) + grid[o + si + sk] * wz
+    c11 = grid[o + si + sj] * (1.0 - wz) + grid[o + si + sj + sk] * wz
+    return (c00 * (1.0 - wy) + c01 * wy) * (1.0 - wx) + (c10 * (1.0 - wy) + c11 * wy) * wx
+
+
+@njit(**JIT_INLINE)
+def _cell_phase(grid, o, sj, si, cx, cy, cz, t1, t2):
+    """Phase 0/1/2 of the cell holding (cx, cy, cz), from its temperature among the corner
+    cells at flat offset o: that cell is corner (int(c) + 1 − q) per axis, and the rule is
     :func:`phase_grid`'s (T < T_1, T_1 ≤ T < T_2, T ≥ T_2; NaN counts as the warm phase)."""
     qx, _ = _grid_corner(cx)
     qy, _ = _grid_corner(cy)
     qz, _ = _grid_corner(cz)
-    corner = 4 * (int(cx) + 1 - qx) + 2 * (int(cy) + 1 - qy) + (int(cz) + 1 - qz)
-    t = np.float64(buf[lane, 24 + corner])
+    o += (int(cx) + 1 - qx) * si + (int(cy) + 1 - qy) * sj + (int(cz) + 1 - qz) * GRID_VALUES
+    t = np.float64(grid[o + 3])
     if t < t1:
         return 0
     if t < t2:
@@ -455,19 +481,23 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
     """Advance particles lo..hi-1 (at most LANES) from path s_start to exactly s_end [pc].
 
     One drift-kick-drift Boris step (module docstring) per particle and round, split in two
-    passes: the first computes every particle's field-evaluation point and loads its 8
+    passes: the first computes every particle's field-evaluation point and prefetches its 8
     corner cells (B and T interleaved, :func:`padded_field`), the second interpolates,
     rotates and drifts. A single particle is bound by memory latency (the next load address
-    depends on the last rotation); issuing the loads of several independent particles back
-    to back overlaps those misses. Each particle's arithmetic is what it would be alone, so
-    results do not depend on grouping.
+    depends on the last rotation); requesting the lines of several independent particles
+    back to back overlaps those misses, and a prefetch, unlike a load, does not hold the
+    reorder buffer until the line arrives. Each particle's arithmetic is what it would be
+    alone, so results do not depend on grouping.
     """
     nxc, nyc, nzc = np.float64(shape[0]), np.float64(shape[1]), np.float64(shape[2])
     r1, max_rot, max_len, nu = par[0], par[1], par[2], par[5]
     t1, t2 = par[7], par[8]
     idx, idy, idz = geom[0], geom[1], geom[2]
+    sj = gdim[2] * GRID_VALUES
+    si = gdim[1] * sj
     n_traj = traj_pos.shape[0]
     k = hi - lo
+    base = np.empty(k, dtype=np.int64)
     buf = np.empty((k, 32), dtype=np.float32)
     wts = np.empty((k, 3))
     hs = np.empty(k)
@@ -495,7 +525,9 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
             mx = _wrap(cell[p, 0] + half * dirn[p, 0] * idx, nxc)
             my = _wrap(cell[p, 1] + half * dirn[p, 1] * idy, nyc)
             mz = _wrap(cell[p, 2] + half * dirn[p, 2] * idz, nzc)
-            _gather(grid, gdim, mx, my, mz, buf, wts, lane)
+            o, wts[lane, 0], wts[lane, 1], wts[lane, 2] = _grid_base(gdim, mx, my, mz)
+            base[lane] = o
+            _prefetch_corners(grid, o, sj, si)
             mids[lane, 0] = mx
             mids[lane, 1] = my
             mids[lane, 2] = mz
@@ -505,9 +537,11 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
             p = lo + lane
             h = hs[lane]
             half = 0.5 * h
-            fx = _blend(buf, wts, lane, 0)
-            fy = _blend(buf, wts, lane, 1)
-            fz = _blend(buf, wts, lane, 2)
+            o = base[lane]
+            wx, wy, wz = wts[lane, 0], wts[lane, 1], wts[lane, 2]
+            fx = _blend_grid(grid, o, sj, si, wx, wy, wz)
+            fy = _blend_grid(grid, o + 1, sj, si, wx, wy, wz)
+            fz = _blend_grid(grid, o + 2, sj, si, wx, wy, wz)
             bprev[p] = math.sqrt(fx * fx + fy * fy + fz * fz)
             # kick: rotate the direction about B, then the other half drift with it
             ox, oy, oz = dirn[p, 0], dirn[p, 1], dirn[p, 2]
@@ -521,7 +555,7 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
             cell[p, 0] = _wrap(cell[p, 0] + dx * idx, nxc)
             cell[p, 1] = _wrap(cell[p, 1] + dy * idy, nyc)
             cell[p, 2] = _wrap(cell[p, 2] + dz * idz, nzc)
-            a = _cell_phase(buf, lane, mids[lane, 0], mids[lane, 1], mids[lane, 2], t1, t2)
+            a = _cell_phase(grid, o, sj, si, mids[lane, 0], mids[lane, 1], mids[lane, 2], t1, t2)
             phase_disp[p, a, 0] += dx
             phase_disp[p, a, 1] += dy
             phase_disp[p, a, 2] += dz
@@ -533,6 +567,8 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
                 nx_, ny_, nz_, rng[p] = _scatter(nx_, ny_, nz_, rng[p], nu, h)
             dirn[p, 0], dirn[p, 1], dirn[p, 2] = nx_, ny_, nz_
             if sl >= stat_next[p]:
+                # the corners are in L1 now; copy them for the gradient and T
+                _gather(grid, gdim, mids[lane, 0], mids[lane, 1], mids[lane, 2], buf, wts, lane)
                 _sample_stats(p, sl - half, dx, dy, dz, fx, fy, fz, a, buf, wts, lane, scratch,
                               geom, par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk)
                 while stat_next[p] <= sl:
