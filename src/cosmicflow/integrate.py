@@ -417,20 +417,19 @@ def _blend_grid(grid, o, sj, si, wx, wy, wz):
 
 
 @njit(**JIT_INLINE)
-def _cell_phase(grid, o, sj, si, cx, cy, cz, t1, t2):
-    """Phase 0/1/2 of the cell holding (cx, cy, cz), from its temperature among the corner
-    cells at flat offset o: that cell is corner (int(c) + 1 − q) per axis, and the rule is
-    :func:`phase_grid`'s (T < T_1, T_1 ≤ T < T_2, T ≥ T_2; NaN counts as the warm phase)."""
-    qx, _ = _grid_corner(cx)
-    qy, _ = _grid_corner(cy)
-    qz, _ = _grid_corner(cz)
-    o += (int(cx) + 1 - qx) * si + (int(cy) + 1 - qy) * sj + (int(cz) + 1 - qz) * GRID_VALUES
-    t = np.float64(grid[o + 3])
-    if t < t1:
-        return 0
-    if t < t2:
-        return 1
-    return 2
+def _cell_offset(gdim, cx, cy, cz):
+    """Flat offset of the cell holding wrapped cell coordinates (cx, cy, cz) in the padded
+    grid: cell int(c) is padded index int(c) + 1 ∈ [1, n + 1], and index n + 1 holds cell 0,
+    so a coordinate of exactly n needs no wrap either. It is one of the 8 look-up corners."""
+    return (((int(cx) + 1) * gdim[1] + int(cy) + 1) * gdim[2] + int(cz) + 1) * GRID_VALUES
+
+
+@njit(**JIT_INLINE)
+def _phase_of(t, t1, t2):
+    """Phase 0/1/2 of temperature t [K] by :func:`phase_grid`'s rule (T < T_1, T_1 ≤ T < T_2,
+    T ≥ T_2; NaN counts as the warm phase), without branches: along a trajectory the phase
+    changes every few cells, and a mispredicted branch costs more than the two compares."""
+    return 2 - int(t < t2) - int(t < t1)
 
 
 @njit(**JIT_INLINE)
@@ -498,13 +497,13 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
     n_traj = traj_pos.shape[0]
     k = hi - lo
     base = np.empty(k, dtype=np.int64)
+    tcell = np.empty(k, dtype=np.int64)
     buf = np.empty((k, 32), dtype=np.float32)
     wts = np.empty((k, 3))
     hs = np.empty(k)
     s = np.full(k, s_start)
     last = np.zeros(k, dtype=np.bool_)
     done = np.zeros(k, dtype=np.bool_)
-    ph = np.zeros(k, dtype=np.int64)
     mids = np.empty((k, 3))
     scratch = np.empty(8)
     active = k if s_start < s_end else 0
@@ -527,6 +526,7 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
             mz = _wrap(cell[p, 2] + half * dirn[p, 2] * idz, nzc)
             o, wts[lane, 0], wts[lane, 1], wts[lane, 2] = _grid_base(gdim, mx, my, mz)
             base[lane] = o
+            tcell[lane] = _cell_offset(gdim, mx, my, mz) + 3  # T of the midpoint's cell
             _prefetch_corners(grid, o, sj, si)
             mids[lane, 0] = mx
             mids[lane, 1] = my
@@ -555,7 +555,7 @@ def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hsp
             cell[p, 0] = _wrap(cell[p, 0] + dx * idx, nxc)
             cell[p, 1] = _wrap(cell[p, 1] + dy * idy, nyc)
             cell[p, 2] = _wrap(cell[p, 2] + dz * idz, nzc)
-            a = _cell_phase(grid, o, sj, si, mids[lane, 0], mids[lane, 1], mids[lane, 2], t1, t2)
+            a = _phase_of(np.float64(grid[tcell[lane]]), t1, t2)
             phase_disp[p, a, 0] += dx
             phase_disp[p, a, 1] += dy
             phase_disp[p, a, 2] += dz
