@@ -11,6 +11,32 @@ Times are of the pusher (``_advance``) only; the serial setup of ``integrate_par
 whole call. ``--mmap`` reads the padded field from a file, memory-mapped as integrate jobs
 read ``results/{medium}/field_cache.h5``.
 Target: <= 30 ns per particle-step per core on 128^3, >= 1.8x on 2 cores.
+
+Measured (2-core VM shared with other jobs, pusher only, ranges over repeats and sessions):
+
+    grid   before (4 arrays + int8 phase)   now (padded interleaved field + prefetch)
+    32^3   59-65 ns                         50-52 ns
+    128^3  126-149 ns                       53-61 ns (memory-mapped file: 53-56)
+    512^3  179-216 ns                       91-116 ns (memory-mapped file: 103-116)
+    2-core speed-up 1.8-2.3x before, 1.96-2.2x now (>= 1.8x when the machine is idle).
+
+The old "~900 ns at 512^3" was the whole call: building a 128 MB int8 phase grid and the
+field means took ~4 s of a 5 s run; the pusher itself was ~200 ns.
+
+Profile. The VM exposes no hardware counters (``perf stat -e instructions`` says "not
+supported"), so by ablation and software counters: the statistics samples (every 0.1
+gyro-period, ~12.6 steps: 4 log10, 10 sqrt, ∇|B|) cost ~10 ns per step; the three
+trilinear blends ~10 ns (replacing them by one load); the phase bookkeeping ~8 ns before it
+was made branchless (~6 now); the rest (~25 ns) is the Boris rotation with its two
+divisions and a sqrt, the wraps and the step / output-time logic. Memory adds 3-10 ns on
+128^3 and 40-60 ns on 512^3 (DRAM latency left after 8 particles x 8 prefetched lines;
+16 lanes were no better). Page faults: none in memory; a memory-mapped field cache is
+mapped in 2 MB folios (ext4 large folios, FilePmdMapped = whole file), ~260 minor faults
+for 2 GB, so neither MADV_POPULATE_READ nor huge-page advice changed anything (MADV_COLLAPSE
+is refused and unnecessary). No effect either: fastmath contract (FMA), unsigned indices
+(no negative-index wraparound), 4 or 16 lanes instead of 8, log instead of log10. What
+would reach 30 ns is fewer instructions per step, e.g. pushing the lanes in SIMD (the
+lanes' arithmetic is independent): a larger rewrite of the kernel.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ Decisions
     The Boris pusher's invariants are the tests' anchors: |u| = c to round-off over 1e5 steps,
     the exact discrete orbit radius to 1e-10. IEEE semantics keep those round-off bounded by
     the textbook estimate, keep ``isfinite`` checks meaningful (``nnan``/``ninf`` would drop
-    them) and make results independent of how LLVM chooses to vectorise. The pusher is bound
-    by the latency of its field loads, not by floating-point throughput: with
-    ``fastmath={"contract"}`` (FMA fusion) the cost per particle-step was unchanged (50 ns
-    with the field in cache, 130 ns on 128^3, one thread), so nothing is gained for them.
+    them) and make results independent of how LLVM chooses to vectorise. Measured again after
+    the pusher stopped waiting for memory (interleaved padded field, prefetched look-ups):
+    ``fastmath={"contract"}`` (FMA fusion) left the cost per particle-step unchanged within
+    the noise (32^3: 55-59 vs 54-58 ns; 128^3: 66-68 vs 64-65 ns, one thread), so nothing
+    is gained for them.
 ``error_model="numpy"``
     Division by zero gives inf/nan instead of a Python exception check on every division in
     the inner loop (inputs are validated in the public wrappers before any kernel runs).
