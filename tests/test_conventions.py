@@ -68,3 +68,30 @@ def test_gyrofrequency_uses_the_mean_field_not_the_rms(tilted_snapshot, tmp_path
     np.testing.assert_allclose(ds["time"].values * C_CM_S / (r_l * PC_CM), ds["t_omega"].values,
                                rtol=1e-9)
     np.testing.assert_allclose(np.squeeze(ds.attrs["mean_field_direction"]), [0, 0, 1], atol=1e-7)
+
+
+def test_phase_rule_is_the_same_for_maps_and_particles():
+    """T exactly at a threshold: 200 K and 5000 K are UNM everywhere (paper: WNM T > 5000 K)."""
+    from cosmicflow.integrate import _phase_of, phase_grid
+    from cosmicflow.phases import phase_index
+    from cosmicflow.synthetic import phase_fractions
+
+    t = np.array([50.0, 199.999, 200.0, 1000.0, 5000.0, 5000.001, 1e4], dtype=np.float32)
+    expected = [0, 0, 1, 1, 1, 2, 2]
+    np.testing.assert_array_equal(phase_index(t, (200.0, 5000.0)), expected)
+    np.testing.assert_array_equal(phase_grid(t.reshape(1, 1, -1), (200.0, 5000.0)).ravel(), expected)
+    assert [_phase_of(np.float64(x), 200.0, 5000.0) for x in t] == expected
+    vol, _ = phase_fractions(np.ones((1, 1, t.size)), t.reshape(1, 1, -1))
+    np.testing.assert_allclose(vol, np.bincount(expected, minlength=3) / t.size)
+
+
+def test_integrate_refuses_a_run_bigger_than_the_machine(tilted_snapshot, tmp_path, monkeypatch):
+    """The memory check happens before any work and names what it needs (issue: scale-out)."""
+    import cosmicflow.resources as res
+
+    monkeypatch.setattr(res, "available_memory_mb", lambda: 100)
+    out = tmp_path / "b.h5"
+    with pytest.raises(MemoryError, match=r"integrate of 10 particles through .*tilted.h5 .*needs about \d+ MB but only 100 MB"):
+        integrate_batch(tilted_snapshot, out, energy_pev=2.5, n_particles=10, progress=False,
+                        settings=IntegrateSettings(duration_gyroperiods=1.0, output_times=4))
+    assert not out.exists()

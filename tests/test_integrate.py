@@ -213,7 +213,8 @@ def test_trilinear_matches_reference_with_wrap_and_cell_centres():
 
 def test_phase_grid_thresholds():
     t = np.array([10.0, 199.9, 200.0, 4999.0, 5000.0, 1e6], np.float32).reshape(1, 2, 3)
-    np.testing.assert_array_equal(phase_grid(t, (200.0, 5000.0)).ravel(), [0, 0, 1, 1, 2, 2])
+    # the paper's rule (cosmicflow.phases.phase_index): WNM is T > 5000 K, so 5000 K is UNM
+    np.testing.assert_array_equal(phase_grid(t, (200.0, 5000.0)).ravel(), [0, 0, 1, 1, 1, 2])
     with pytest.raises(ValueError, match="thresholds"):
         phase_grid(t, (5000.0, 200.0))
 
@@ -507,3 +508,68 @@ def test_grad_bmag_is_gradient_of_trilinear_bmag():
         assert got == pytest.approx(np.linalg.norm(fd), rel=1e-7)
         checked += 1
     assert checked >= 5
+
+
+# ------------------------------------------------------------------------------------------
+# the pusher's padded, interleaved field and its shared cache file
+# ------------------------------------------------------------------------------------------
+
+
+def test_padded_field_ghost_layers_wrap_periodically():
+    rng = np.random.default_rng(40)
+    shape = (5, 4, 3)
+    f = {k: rng.normal(size=shape).astype(np.float32) for k in ("bx", "by", "bz", "temperature")}
+    whole = ci.padded_field(f)
+    slabs = ci.padded_field(f, slab_cells=2 * 4 * 3)  # 2 x-planes per slab, 3 slabs
+    np.testing.assert_array_equal(slabs, whole)
+    assert whole.shape == (7, 6, 5, 4) and whole.dtype == np.float32
+    for q in range(7):
+        for r in range(6):
+            for s in range(5):
+                want = [f[k][(q - 1) % 5, (r - 1) % 4, (s - 1) % 3]
+                        for k in ("bx", "by", "bz", "temperature")]
+                np.testing.assert_array_equal(whole[q, r, s], want)
+    with pytest.raises(ValueError, match="one shape"):
+        ci.padded_field({**f, "by": f["by"][:4]})
+
+
+def test_grid_interpolation_equals_periodic_trilinear():
+    # the padded look-up (no modulo) against the explicit-modulo reference, at the box faces too
+    rng = np.random.default_rng(41)
+    shape = np.array([6, 5, 4])
+    f = {k: rng.normal(size=tuple(shape)).astype(np.float32)
+         for k in ("bx", "by", "bz", "temperature")}
+    grid = ci.padded_field(f).reshape(-1)
+    gdim = shape + 2
+    cells = rng.uniform(0, 1, (40, 3)) * shape
+    cells[:6] = [[0, 0, 0], shape, [0.5, 0.5, 0.5], shape - 0.5, [1e-300, 3, 2], [6, 0.2, 4]]
+    for c in cells:
+        for v, k in enumerate(("bx", "by", "bz", "temperature")):
+            got = ci._grid_value(grid, gdim, c[0], c[1], c[2], v)
+            assert got == pytest.approx(trilinear_reference(f[k], c, 0.0, 1.0), rel=1e-12,
+                                        abs=1e-12)
+
+
+def test_field_cache_is_shared_input_and_stale_cache_refused(snapshot_file, tmp_path):
+    from cosmicflow.io import InputError
+    from cosmicflow.snapshot import read_snapshot
+
+    cache = ci.write_field_cache(snapshot_file, tmp_path / "field_cache.h5")
+    grid = ci.read_field_cache(cache, snapshot_file)
+    assert isinstance(grid, np.memmap) and not grid.flags.writeable
+    np.testing.assert_array_equal(grid, ci.padded_field(read_snapshot(snapshot_file).fields))
+    kw = dict(energy_pev=2.5, n_particles=12, injection="isotropic", batch=0,
+              settings=IntegrateSettings(**SMALL), progress=False)
+    a = integrate_batch(snapshot_file, tmp_path / "a.h5", **kw)
+    b = integrate_batch(snapshot_file, tmp_path / "b.h5", field_cache=cache, **kw)
+    with xr.open_dataset(a, engine="h5netcdf") as da, xr.open_dataset(b, engine="h5netcdf") as db:
+        _vars_equal(da, db)
+    # a cache of another snapshot is refused, naming the file
+    other = tmp_path / "other" / "snapshot.h5"
+    other.parent.mkdir()
+    write_snapshot(other, multiphase_fields(16, 50.0, seed=9), 50.0)
+    other.write_bytes(other.read_bytes() + b"\0" * 8)  # same shape, different file
+    with pytest.raises(InputError, match="different snapshot"):
+        ci.read_field_cache(cache, other)
+    with pytest.raises(InputError, match="does not exist"):
+        ci.read_field_cache(tmp_path / "none.h5", snapshot_file)

@@ -14,8 +14,8 @@ def test_snapshot_and_integrate_memory_scale_with_cells():
     assert resources.snapshot_bytes((2048, 2048, 2048)) == 2048**3 * 32
     small = resources.integrate_memory_mb(128**3, 100, 60)
     big = resources.integrate_memory_mb(2048**3, 100, 60)
-    # 2048^3 x 17 bytes = 136 GiB of mapped fields
-    assert big - small == pytest.approx((2048**3 - 128**3) * 17 / 1024**2, abs=1)
+    # 2048^3 x 16 bytes = 128 GiB of mapped field cache
+    assert big - small == pytest.approx((2048**3 - 128**3) * 16 / 1024**2, abs=1)
     # particle records: 100 particles x 60 outputs x 16 float64
     assert resources.integrate_memory_mb(128**3, 10100, 60) - small == pytest.approx(
         10000 * 60 * 16 * 8 / 1024**2, abs=1)
@@ -36,7 +36,14 @@ def test_runtime_scales_with_particles_duration_threads():
     assert resources.integrate_runtime_min(100, 100, 5.0, 3.0, cell, threads=2) == pytest.approx(t1 / 2)
     r_cells = larmor_radius_pc(5.0, 3.0) / cell
     steps = 100 * resources.steps_per_gyroperiod(r_cells)
-    assert t1 == pytest.approx(100 * steps * resources.NS_PER_PARTICLE_STEP * 1e-9 / 60)
+    assert t1 == pytest.approx(100 * steps * resources.ns_per_particle_step(128**3) * 1e-9 / 60)
+
+
+def test_cost_per_step_interpolates_measurements_and_grows_beyond():
+    ns = resources.ns_per_particle_step
+    assert ns(128**3) == pytest.approx(resources.NS_PER_PARTICLE_STEP_MEASURED[128**3])
+    assert ns(32**3) < ns(64**3) < ns(128**3) < ns(512**3) < ns(2048**3)
+    assert ns(8**3) == pytest.approx(ns(32**3))  # below the smallest measurement: flat
 
 
 def test_require_memory_refuses_impossible_request():

@@ -39,9 +39,26 @@ Field and phases
 B is cell-centred: cell (i, j, k) holds the value at origin + (i+½, j+½, k+½) Δx. The
 interpolation wraps periodically; positions are kept unwrapped (float64 pc) for
 displacements, with a wrapped copy in cell units for the look-ups. The thermal phase of a
-cell is 0/1/2 (CNM/UNM/WNM) for T < T_1, T_1 ≤ T < T_2, T ≥ T_2 (``phases.thresholds_K``);
+cell is 0/1/2 (CNM/UNM/WNM) for T < T_1, T_1 ≤ T ≤ T_2, T > T_2 (``phases.thresholds_K``, the
+rule of :func:`cosmicflow.phases.phase_index`, so phase maps and particle phases agree);
 each step's displacement increment and path go to the phase of the cell holding the
 step's midpoint x_{n+½}, so Σ_α Δr_α = Δr and Σ_α t_α = t.
+
+The pusher reads the field in its own layout (:func:`padded_field`): per cell the float32
+(B_x, B_y, B_z, T) side by side, with one periodic ghost layer, so the 8 corners of a
+look-up are 4–5 cache lines instead of 13–16 and their indices never wrap. The phase of the
+midpoint cell is one of those corners' T compared with the thresholds in the kernel (no phase
+grid). Each thread pushes LANES particles in lock-step and prefetches all their corner lines
+before it blends any, so the cache misses of independent particles overlap. The workflow
+writes this layout once per snapshot (rule ``field_cache``, :func:`write_field_cache`) and
+every job memory-maps it.
+
+Cost (``benchmarks/bench_integrate.py``, r_L = 10 cells, one 2-core VM shared with other
+jobs): 50-52 ns per particle-step per core with the field in cache (32^3), 53-61 ns on
+128^3, 91-116 ns on 512^3 (in memory or memory-mapped from the field cache: the file is
+mapped with 2 MB pages, ~260 minor faults for 2 GB), 2-core speed-up 1.96-2.2x. Without the
+statistics samples it is ~10 ns less; the rest is arithmetic (the pusher is no longer waiting
+for memory below ~128^3): see the benchmark's notes.
 
 Along-trajectory statistics (paper Fig. 5) are sampled every ``stats_cadence_gyroperiods``,
 at the field-evaluation point x_{n+½} of the first step ending after each cadence time (μ from
@@ -75,9 +92,10 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL
+from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL, prefetch
 from cosmicflow.constants import C_CM_S, LARMOR_PC_PER_PEV_UG, PC_CM
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
+from cosmicflow.resources import integrate_memory_mb, require_memory
 from cosmicflow.snapshot import read_snapshot
 
 __all__ = [
@@ -85,6 +103,10 @@ __all__ = [
     "HIST_EDGES",
     "boris_rotate",
     "phase_grid",
+    "phase_volume_fraction",
+    "padded_field",
+    "write_field_cache",
+    "read_field_cache",
     "interpolate",
     "inject",
     "integrate_particles",
@@ -215,23 +237,6 @@ def _grad_bmag(m, wx, wy, wz, inv_dx, inv_dy, inv_dz):
 
 
 @njit(**JIT_INLINE)
-def _cell_phase(phase, cx, cy, cz):
-    """Phase index of the cell holding wrapped cell coordinates (cx, cy, cz)."""
-    nx, ny, nz = phase.shape
-    i = int(cx)
-    j = int(cy)
-    k = int(cz)
-    # c == n can appear when a tiny negative coordinate is wrapped by +n
-    if i >= nx:
-        i -= nx
-    if j >= ny:
-        j -= ny
-    if k >= nz:
-        k -= nz
-    return phase[i, j, k]
-
-
-@njit(**JIT_INLINE)
 def _wrap(c, n):
     """Wrap a cell coordinate moved by less than one box back into [0, n]."""
     if c >= n:
@@ -271,9 +276,9 @@ def _log_bin(v, lo, per_decade, nbins):
 
 
 @njit(**JIT_INLINE)
-def _sample_stats(p, s, mx, my, mz, tx, ty, tz, fx, fy, fz, ph, buf, wts, lane, m, temp, geom,
-                  par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk):
-    """Record one along-trajectory sample at a step's field-evaluation point (mx, my, mz).
+def _sample_stats(p, s, tx, ty, tz, fx, fy, fz, ph, buf, wts, lane, m, geom, par, hspec,
+                  stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk):
+    """Record one along-trajectory sample at a step's field-evaluation point.
 
     Uses what the step already has: B = (fx, fy, fz) [µG] there, the step's chord direction
     (tx, ty, tz) (the velocity direction at the midpoint), the 24 corner values in buf for
@@ -283,7 +288,7 @@ def _sample_stats(p, s, mx, my, mz, tx, ty, tz, fx, fy, fz, ph, buf, wts, lane, 
     bm = math.sqrt(fx * fx + fy * fy + fz * fz)
     tn = math.sqrt(tx * tx + ty * ty + tz * tz)
     mu = (tx * fx + ty * fy + tz * fz) / (bm * tn)
-    tt = _blend(buf, wts, lane, 3)  # T corners were gathered with B when the sample fell due
+    tt = _blend(buf, wts, lane, 3)  # T corners come with B in every gather
     rl_ref = par[6]
     dto = (s - stat_prev[p, 3]) / rl_ref  # elapsed t Omega_ref since the previous sample
     rmu = abs(mu - stat_prev[p, 0]) / dto
@@ -295,7 +300,10 @@ def _sample_stats(p, s, mx, my, mz, tx, ty, tz, fx, fy, fz, ph, buf, wts, lane, 
     hist_mu_b[chunk, imu, ib] += 1
     hist_mu_t[chunk, imu, it] += 1
     for c in range(8):
-        m[c] = math.sqrt(buf[lane, c] ** 2 + buf[lane, 8 + c] ** 2 + buf[lane, 16 + c] ** 2)
+        ax = np.float64(buf[lane, c])
+        ay = np.float64(buf[lane, 8 + c])
+        az = np.float64(buf[lane, 16 + c])
+        m[c] = math.sqrt(ax * ax + ay * ay + az * az)
     g = _grad_bmag(m, wts[lane, 0], wts[lane, 1], wts[lane, 2], geom[0], geom[1], geom[2])
     ie = _log_bin(g * rl_ref / bm, hspec[3, 0], hspec[3, 1], int(hspec[3, 2]))
     hist_eps[chunk, ph, ie] += 1
@@ -320,15 +328,132 @@ def _scatter(nx_, ny_, nz_, state, nu, h):
     return nx_, ny_, nz_, state
 
 
+#: values per cell of the padded field grid (:func:`padded_field`): bx, by, bz [µG], T [K]
+GRID_VALUES = 4
+
+
 @njit(**JIT_INLINE)
-def _traj_sample(p, s, x, y, z, cx, cy, cz, nx_, ny_, nz_, bx, by, bz, temp, par, traj_pos,
+def _grid_corner(c):
+    """Lower corner index q in the padded grid and upper-corner weight w for a wrapped cell
+    coordinate c ∈ [0, n].
+
+    Padded index q = i + 1 for the unpadded cell-centre index i = floor(c − ½) ∈ [−1, n−1], so
+    q ∈ [0, n] and q + 1 ≤ n + 1 always lie inside the (n + 2)-long padded axis: no wrap, no
+    modulo. The arithmetic is that of :func:`_corner`, so weights are bit-identical.
+    """
+    g = c - 0.5
+    q = int(g + 1.0)
+    return q, g - (q - 1)
+
+
+@njit(**JIT_INLINE)
+def _grid_base(gdim, cx, cy, cz):
+    """Flat offset of the lower corner (value 0) around (cx, cy, cz) and the three weights."""
+    qx, wx = _grid_corner(cx)
+    qy, wy = _grid_corner(cy)
+    qz, wz = _grid_corner(cz)
+    return ((qx * gdim[1] + qy) * gdim[2] + qz) * GRID_VALUES, wx, wy, wz
+
+
+@njit(**JIT_INLINE)
+def _grid_value(grid, gdim, cx, cy, cz, v):
+    """Value v (0-2: B components [µG], 3: T [K]) at (cx, cy, cz) by trilinear interpolation."""
+    o, wx, wy, wz = _grid_base(gdim, cx, cy, cz)
+    sk = GRID_VALUES
+    sj = gdim[2] * GRID_VALUES
+    si = gdim[1] * sj
+    o += v
+    c00 = grid[o] * (1.0 - wz) + grid[o + sk] * wz
+    c01 = grid[o + sj] * (1.0 - wz) + grid[o + sj + sk] * wz
+    c10 = grid[o + si] * (1.0 - wz) + grid[o + si + sk] * wz
+    c11 = grid[o + si + sj] * (1.0 - wz) + grid[o + si + sj + sk] * wz
+    return (c00 * (1.0 - wy) + c01 * wy) * (1.0 - wx) + (c10 * (1.0 - wy) + c11 * wy) * wx
+
+
+@njit(**JIT_INLINE)
+def _load_cell(grid, o, buf, lane, corner):
+    """Copy the 4 values of one corner cell (flat offset o) into buf[lane, corner + 8 v]."""
+    buf[lane, corner] = grid[o]
+    buf[lane, 8 + corner] = grid[o + 1]
+    buf[lane, 16 + corner] = grid[o + 2]
+    buf[lane, 24 + corner] = grid[o + 3]
+
+
+@njit(**JIT_INLINE)
+def _gather(grid, gdim, cx, cy, cz, buf, wts, lane):
+    """Load the 8 corner cells around (cx, cy, cz) — 32 values, one or two cache lines per
+    (i, j) pair — into buf[lane] (component-major: B_x corners 0-7, B_y 8-15, B_z 16-23, T
+    24-31; corner order 000, 001, ..., 111 with k fastest) and the weights into wts[lane]."""
+    o, wx, wy, wz = _grid_base(gdim, cx, cy, cz)
+    wts[lane, 0] = wx
+    wts[lane, 1] = wy
+    wts[lane, 2] = wz
+    sk = GRID_VALUES
+    sj = gdim[2] * GRID_VALUES
+    si = gdim[1] * sj
+    _load_cell(grid, o, buf, lane, 0)
+    _load_cell(grid, o + sk, buf, lane, 1)
+    _load_cell(grid, o + sj, buf, lane, 2)
+    _load_cell(grid, o + sj + sk, buf, lane, 3)
+    _load_cell(grid, o + si, buf, lane, 4)
+    _load_cell(grid, o + si + sk, buf, lane, 5)
+    _load_cell(grid, o + si + sj, buf, lane, 6)
+    _load_cell(grid, o + si + sj + sk, buf, lane, 7)
+
+
+@njit(**JIT_INLINE)
+def _prefetch_corners(grid, o, sj, si):
+    """Request the cache lines of the 8 corner cells at flat offset o (strides sj, si): each
+    (i, j) pair of cells is 32 bytes, in one line or straddling two."""
+    prefetch(grid, o)
+    prefetch(grid, o + 2 * GRID_VALUES - 1)
+    prefetch(grid, o + sj)
+    prefetch(grid, o + sj + 2 * GRID_VALUES - 1)
+    prefetch(grid, o + si)
+    prefetch(grid, o + si + 2 * GRID_VALUES - 1)
+    prefetch(grid, o + si + sj)
+    prefetch(grid, o + si + sj + 2 * GRID_VALUES - 1)
+
+
+@njit(**JIT_INLINE)
+def _blend_grid(grid, o, sj, si, wx, wy, wz):
+    """Trilinear blend of the value at flat offset o (corner 000) and its 7 neighbours
+    (the formula of :func:`_tri`, so results are bit-identical to it)."""
+    sk = GRID_VALUES
+    c00 = grid[o] * (1.0 - wz) + grid[o + sk] * wz
+    c01 = grid[o + sj] * (1.0 - wz) + grid[o + sj + sk] * wz
+    c10 = grid[o + si] * (1.0 - wz) + grid[o + si + sk] * wz
+    c11 = grid[o + si + sj] * (1.0 - wz) + grid[o + si + sj + sk] * wz
+    return (c00 * (1.0 - wy) + c01 * wy) * (1.0 - wx) + (c10 * (1.0 - wy) + c11 * wy) * wx
+
+
+@njit(**JIT_INLINE)
+def _cell_offset(gdim, cx, cy, cz):
+    """Flat offset of the cell holding wrapped cell coordinates (cx, cy, cz) in the padded
+    grid: cell int(c) is padded index int(c) + 1 ∈ [1, n + 1], and index n + 1 holds cell 0,
+    so a coordinate of exactly n needs no wrap either. It is one of the 8 look-up corners."""
+    return (((int(cx) + 1) * gdim[1] + int(cy) + 1) * gdim[2] + int(cz) + 1) * GRID_VALUES
+
+
+@njit(**JIT_INLINE)
+def _phase_of(t, t1, t2):
+    """Phase 0/1/2 of temperature t [K] by :func:`phase_grid`'s rule (T < T_1, T_1 ≤ T ≤ T_2,
+    T > T_2; NaN counts as the warm phase), without branches: along a trajectory the phase
+    changes every few cells, and a mispredicted branch costs more than the two compares."""
+    return 2 - int(t <= t2) - int(t < t1)
+
+
+@njit(**JIT_INLINE)
+def _traj_sample(p, s, x, y, z, cx, cy, cz, nx_, ny_, nz_, grid, gdim, par, traj_pos,
                  traj_aux, traj_count, traj_next):
     """Store a trajectory sample (position, t Ω, μ, |B|, T) at a whole-step point if due."""
     if s < traj_next[p]:
         return
     k = traj_count[p]
     if k < traj_pos.shape[1]:
-        gx, gy, gz = _field(bx, by, bz, cx, cy, cz)
+        gx = _grid_value(grid, gdim, cx, cy, cz, 0)
+        gy = _grid_value(grid, gdim, cx, cy, cz, 1)
+        gz = _grid_value(grid, gdim, cx, cy, cz, 2)
         gm = math.sqrt(gx * gx + gy * gy + gz * gz)
         traj_pos[p, k, 0] = x
         traj_pos[p, k, 1] = y
@@ -336,50 +461,10 @@ def _traj_sample(p, s, x, y, z, cx, cy, cz, nx_, ny_, nz_, bx, by, bz, temp, par
         traj_aux[p, k, 0] = s / par[6]
         traj_aux[p, k, 1] = (nx_ * gx + ny_ * gy + nz_ * gz) / gm
         traj_aux[p, k, 2] = gm
-        traj_aux[p, k, 3] = _scalar(temp, cx, cy, cz)
+        traj_aux[p, k, 3] = _grid_value(grid, gdim, cx, cy, cz, 3)
         traj_count[p] = k + 1
     while traj_next[p] <= s:
         traj_next[p] += par[4]
-
-
-@njit(**JIT_INLINE)
-def _gather(bx, by, bz, cx, cy, cz, buf, wts, lane):
-    """Load the 8 corner values of bx, by, bz around (cx, cy, cz) into buf[lane] (24 values)
-    and the trilinear weights into wts[lane]; the arithmetic is left to :func:`_blend`."""
-    nx, ny, nz = bx.shape
-    i0, i1, wx = _corner(cx, nx)
-    j0, j1, wy = _corner(cy, ny)
-    k0, k1, wz = _corner(cz, nz)
-    wts[lane, 0] = wx
-    wts[lane, 1] = wy
-    wts[lane, 2] = wz
-    # written out per component: picking the array in a loop costs reference counting
-    _load8(bx, i0, i1, j0, j1, k0, k1, buf, lane, 0)
-    _load8(by, i0, i1, j0, j1, k0, k1, buf, lane, 8)
-    _load8(bz, i0, i1, j0, j1, k0, k1, buf, lane, 16)
-
-
-@njit(**JIT_INLINE)
-def _load8(f, i0, i1, j0, j1, k0, k1, buf, lane, o):
-    """Copy the 8 corners of f into buf[lane, o:o+8] (order 000, 001, ..., 111; k fastest)."""
-    buf[lane, o + 0] = f[i0, j0, k0]
-    buf[lane, o + 1] = f[i0, j0, k1]
-    buf[lane, o + 2] = f[i0, j1, k0]
-    buf[lane, o + 3] = f[i0, j1, k1]
-    buf[lane, o + 4] = f[i1, j0, k0]
-    buf[lane, o + 5] = f[i1, j0, k1]
-    buf[lane, o + 6] = f[i1, j1, k0]
-    buf[lane, o + 7] = f[i1, j1, k1]
-
-
-@njit(**JIT_INLINE)
-def _gather_scalar(f, cx, cy, cz, buf, lane, o):
-    """Load the 8 corner values of f around (cx, cy, cz) into buf[lane, o:o+8]."""
-    nx, ny, nz = f.shape
-    i0, i1, _ = _corner(cx, nx)
-    j0, j1, _ = _corner(cy, ny)
-    k0, k1, _ = _corner(cz, nz)
-    _load8(f, i0, i1, j0, j1, k0, k1, buf, lane, o)
 
 
 @njit(**JIT_INLINE)
@@ -399,31 +484,37 @@ LANES = 8
 
 
 @njit(**JIT)
-def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, par, hspec,
+def _push_group(lo, hi, chunk, s_start, s_end, grid, gdim, shape, geom, par, hspec,
                 pos, cell, dirn, bprev, phase_disp, phase_path, rng, stat_prev, stat_next,
                 hist_mu_b, hist_mu_t, hist_eps, traj_pos, traj_aux, traj_count, traj_next,
                 steps):
     """Advance particles lo..hi-1 (at most LANES) from path s_start to exactly s_end [pc].
 
     One drift-kick-drift Boris step (module docstring) per particle and round, split in two
-    passes: the first computes every particle's field-evaluation point and loads its 24
-    corner values, the second interpolates, rotates and drifts. A single particle is bound
-    by memory latency (the next load address depends on the last rotation); issuing the
-    loads of several independent particles back to back overlaps those misses. Each
-    particle's arithmetic is what it would be alone, so results do not depend on grouping.
+    passes: the first computes every particle's field-evaluation point and prefetches its 8
+    corner cells (B and T interleaved, :func:`padded_field`), the second interpolates,
+    rotates and drifts. A single particle is bound by memory latency (the next load address
+    depends on the last rotation); requesting the lines of several independent particles
+    back to back overlaps those misses, and a prefetch, unlike a load, does not hold the
+    reorder buffer until the line arrives. Each particle's arithmetic is what it would be
+    alone, so results do not depend on grouping.
     """
-    nxc, nyc, nzc = bx.shape
+    nxc, nyc, nzc = np.float64(shape[0]), np.float64(shape[1]), np.float64(shape[2])
     r1, max_rot, max_len, nu = par[0], par[1], par[2], par[5]
+    t1, t2 = par[7], par[8]
     idx, idy, idz = geom[0], geom[1], geom[2]
+    sj = gdim[2] * GRID_VALUES
+    si = gdim[1] * sj
     n_traj = traj_pos.shape[0]
     k = hi - lo
-    buf = np.empty((k, 32))
+    base = np.empty(k, dtype=np.int64)
+    tcell = np.empty(k, dtype=np.int64)
+    buf = np.empty((k, 32), dtype=np.float32)
     wts = np.empty((k, 3))
     hs = np.empty(k)
     s = np.full(k, s_start)
     last = np.zeros(k, dtype=np.bool_)
     done = np.zeros(k, dtype=np.bool_)
-    ph = np.zeros(k, dtype=np.int64)
     mids = np.empty((k, 3))
     scratch = np.empty(8)
     active = k if s_start < s_end else 0
@@ -444,10 +535,10 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
             mx = _wrap(cell[p, 0] + half * dirn[p, 0] * idx, nxc)
             my = _wrap(cell[p, 1] + half * dirn[p, 1] * idy, nyc)
             mz = _wrap(cell[p, 2] + half * dirn[p, 2] * idz, nzc)
-            _gather(bx, by, bz, mx, my, mz, buf, wts, lane)
-            ph[lane] = _cell_phase(phase, mx, my, mz)
-            if (s_end if last[lane] else s[lane] + h) >= stat_next[p]:
-                _gather_scalar(temp, mx, my, mz, buf, lane, 24)
+            o, wts[lane, 0], wts[lane, 1], wts[lane, 2] = _grid_base(gdim, mx, my, mz)
+            base[lane] = o
+            tcell[lane] = _cell_offset(gdim, mx, my, mz) + 3  # T of the midpoint's cell
+            _prefetch_corners(grid, o, sj, si)
             mids[lane, 0] = mx
             mids[lane, 1] = my
             mids[lane, 2] = mz
@@ -457,9 +548,11 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
             p = lo + lane
             h = hs[lane]
             half = 0.5 * h
-            fx = _blend(buf, wts, lane, 0)
-            fy = _blend(buf, wts, lane, 1)
-            fz = _blend(buf, wts, lane, 2)
+            o = base[lane]
+            wx, wy, wz = wts[lane, 0], wts[lane, 1], wts[lane, 2]
+            fx = _blend_grid(grid, o, sj, si, wx, wy, wz)
+            fy = _blend_grid(grid, o + 1, sj, si, wx, wy, wz)
+            fz = _blend_grid(grid, o + 2, sj, si, wx, wy, wz)
             bprev[p] = math.sqrt(fx * fx + fy * fy + fz * fz)
             # kick: rotate the direction about B, then the other half drift with it
             ox, oy, oz = dirn[p, 0], dirn[p, 1], dirn[p, 2]
@@ -473,7 +566,7 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
             cell[p, 0] = _wrap(cell[p, 0] + dx * idx, nxc)
             cell[p, 1] = _wrap(cell[p, 1] + dy * idy, nyc)
             cell[p, 2] = _wrap(cell[p, 2] + dz * idz, nzc)
-            a = ph[lane]
+            a = _phase_of(np.float64(grid[tcell[lane]]), t1, t2)
             phase_disp[p, a, 0] += dx
             phase_disp[p, a, 1] += dy
             phase_disp[p, a, 2] += dz
@@ -485,14 +578,15 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
                 nx_, ny_, nz_, rng[p] = _scatter(nx_, ny_, nz_, rng[p], nu, h)
             dirn[p, 0], dirn[p, 1], dirn[p, 2] = nx_, ny_, nz_
             if sl >= stat_next[p]:
-                _sample_stats(p, sl - half, mids[lane, 0], mids[lane, 1], mids[lane, 2], dx, dy,
-                              dz, fx, fy, fz, a, buf, wts, lane, scratch, temp, geom, par, hspec,
-                              stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk)
+                # the corners are in L1 now; copy them for the gradient and T
+                _gather(grid, gdim, mids[lane, 0], mids[lane, 1], mids[lane, 2], buf, wts, lane)
+                _sample_stats(p, sl - half, dx, dy, dz, fx, fy, fz, a, buf, wts, lane, scratch,
+                              geom, par, hspec, stat_prev, hist_mu_b, hist_mu_t, hist_eps, chunk)
                 while stat_next[p] <= sl:
                     stat_next[p] += par[3]
             if p < n_traj:
                 _traj_sample(p, sl, pos[p, 0], pos[p, 1], pos[p, 2], cell[p, 0], cell[p, 1],
-                             cell[p, 2], nx_, ny_, nz_, bx, by, bz, temp, par, traj_pos,
+                             cell[p, 2], nx_, ny_, nz_, grid, gdim, par, traj_pos,
                              traj_aux, traj_count, traj_next)
             if last[lane]:
                 done[lane] = True
@@ -500,25 +594,29 @@ def _push_group(lo, hi, chunk, s_start, s_end, bx, by, bz, temp, phase, geom, pa
 
 
 @njit(**JIT_PARALLEL)
-def _advance(s_start, s_end, bx, by, bz, temp, phase, geom, par, hspec, pos, cell, dirn, bprev,
+def _advance(s_start, s_end, grid, gdim, shape, geom, par, hspec, pos, cell, dirn, bprev,
              phase_disp, phase_path, rng, stat_prev, stat_next, hist_mu_b, hist_mu_t, hist_eps,
              traj_pos, traj_aux, traj_count, traj_next, steps, mu_out):
     """Advance every particle from s_start to s_end [pc] in parallel; μ at s_end into mu_out.
 
-    Particles are split into fixed contiguous chunks, each with its own histograms, so no
-    two threads write the same memory and the result does not depend on the thread count.
+    ``grid`` is the flattened padded field (:func:`padded_field`) with padded dimensions
+    ``gdim``; ``shape`` is the unpadded grid. Particles are split into fixed contiguous
+    chunks, each with its own histograms, so no two threads write the same memory and the
+    result does not depend on the thread count.
     """
     n = pos.shape[0]
     nchunks = hist_mu_b.shape[0]
     for c in prange(nchunks):
         lo, hi = c * n // nchunks, (c + 1) * n // nchunks
         for g in range(lo, hi, LANES):
-            _push_group(g, min(g + LANES, hi), c, s_start, s_end, bx, by, bz, temp, phase,
-                        geom, par, hspec, pos, cell, dirn, bprev, phase_disp, phase_path, rng,
+            _push_group(g, min(g + LANES, hi), c, s_start, s_end, grid, gdim, shape, geom, par,
+                        hspec, pos, cell, dirn, bprev, phase_disp, phase_path, rng,
                         stat_prev, stat_next, hist_mu_b, hist_mu_t, hist_eps, traj_pos,
                         traj_aux, traj_count, traj_next, steps)
         for p in range(lo, hi):
-            fx, fy, fz = _field(bx, by, bz, cell[p, 0], cell[p, 1], cell[p, 2])
+            fx = _grid_value(grid, gdim, cell[p, 0], cell[p, 1], cell[p, 2], 0)
+            fy = _grid_value(grid, gdim, cell[p, 0], cell[p, 1], cell[p, 2], 1)
+            fz = _grid_value(grid, gdim, cell[p, 0], cell[p, 1], cell[p, 2], 2)
             mu_out[p] = (dirn[p, 0] * fx + dirn[p, 1] * fy + dirn[p, 2] * fz) / math.sqrt(
                 fx * fx + fy * fy + fz * fz)
 
@@ -559,19 +657,143 @@ def interpolate(field_: np.ndarray, positions_pc: np.ndarray, origin_pc=0.0, cel
 
 
 def phase_grid(temperature: np.ndarray, thresholds_K: Sequence[float]) -> np.ndarray:
-    """int8 phase index per cell: 0 for T < T_1 (CNM), 1 for T_1 ≤ T < T_2 (UNM), 2 above (WNM).
+    """int8 phase index per cell by :func:`cosmicflow.phases.phase_index` (0 CNM for T < T_1,
+    1 UNM for T_1 ≤ T ≤ T_2, 2 WNM above), computed slab by slab so a memory-mapped
+    temperature is never loaded whole."""
+    from cosmicflow.phases import phase_index
 
-    Computed slab by slab so a memory-mapped temperature is never loaded whole.
-    """
-    t1, t2 = (float(t) for t in thresholds_K)
-    if not 0 < t1 < t2:
-        raise ValueError(f"phase thresholds must satisfy 0 < T1 < T2 [K], got {thresholds_K}")
     out = np.empty(temperature.shape, dtype=np.int8)
     step = max(1, (1 << 24) // max(1, int(np.prod(temperature.shape[1:]))))
-    bins = np.array([t1, t2], dtype=np.float64)
     for i in range(0, temperature.shape[0], step):
-        out[i:i + step] = np.digitize(np.asarray(temperature[i:i + step], np.float64), bins)
+        out[i:i + step] = phase_index(np.asarray(temperature[i:i + step]), thresholds_K)
     return out
+
+
+def phase_volume_fraction(temperature: np.ndarray, thresholds_K: Sequence[float]) -> np.ndarray:
+    """Fraction of cells in each phase (rule of :func:`phase_grid`), counted slab by slab."""
+    counts = np.zeros(3, dtype=np.int64)
+    step = max(1, (1 << 24) // max(1, int(np.prod(temperature.shape[1:]))))
+    for i in range(0, temperature.shape[0], step):
+        counts += np.bincount(phase_grid(temperature[i:i + step], thresholds_K).ravel(),
+                              minlength=3)
+    return counts / counts.sum()
+
+
+def padded_field(fields: Mapping[str, np.ndarray], out=None, *, slab_cells: int = 1 << 24
+                 ) -> np.ndarray:
+    """The pusher's field layout: B and T interleaved per cell, with one periodic ghost layer.
+
+    Returns float32 ``(nx+2, ny+2, nz+2, 4)`` holding (B_x, B_y, B_z [µG], T [K]) with
+    ``out[q, r, s] = field[(q−1) mod nx, (r−1) mod ny, (s−1) mod nz]``. A trilinear look-up
+    then reads 8 neighbouring 16-byte cells — 4–5 cache lines instead of the 13–16 of four
+    separate arrays — and its corner indices never wrap (no modulo, no branch; see
+    :func:`_grid_corner`). Values are copied unchanged, so interpolation is bit-identical to
+    :func:`interpolate` on the original fields.
+
+    ``fields`` may be memory maps: the copy goes slab by slab (``slab_cells`` cells, 256 MB
+    of output, at a time) into ``out`` (a new array if omitted, or an HDF5 dataset).
+    """
+    names = ("bx", "by", "bz", "temperature")
+    shape = np.shape(fields["bx"])
+    for name in names:
+        if np.shape(fields[name]) != shape or len(shape) != 3:
+            raise ValueError(f"fields must be 3-D of one shape; {name} is {np.shape(fields[name])}")
+    gshape = tuple(m + 2 for m in shape) + (GRID_VALUES,)
+    if out is None:
+        out = np.empty(gshape, dtype=np.float32)
+    elif out.shape != gshape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {gshape}, got {out.dtype} {out.shape}")
+    n0, n1, n2 = shape
+    wrap1 = np.arange(-1, n1 + 1) % n1
+    wrap2 = np.arange(-1, n2 + 1) % n2
+    step = max(1, int(slab_cells) // (n1 * n2))
+    slab = np.empty((min(step, n0), n1 + 2, n2 + 2, GRID_VALUES), dtype=np.float32)
+    for lo in range(0, n0, step):
+        hi = min(n0, lo + step)
+        for v, name in enumerate(names):
+            a = np.asarray(fields[name][lo:hi], dtype=np.float32)
+            slab[: hi - lo, :, :, v] = a[:, wrap1][:, :, wrap2]
+        out[lo + 1: hi + 1] = slab[: hi - lo]
+    out[0] = out[n0]
+    out[n0 + 1] = out[1]
+    return out
+
+
+def write_field_cache(snapshot_path: str | Path, output_path: str | Path) -> Path:
+    """Write the pusher's padded, interleaved field (:func:`padded_field`) of one snapshot.
+
+    Written once per snapshot (rule ``field_cache``) and memory-mapped read-only by every
+    integrate job (:func:`read_field_cache`), so all jobs on a node share one copy in the page
+    cache instead of each building its own. HDF5 with one contiguous, unfiltered float32
+    dataset ``field`` (nx+2, ny+2, nz+2, 4) = (B_x, B_y, B_z [µG], T [K]) and attributes naming
+    the snapshot it came from (path, size, ``created_utc``) so a stale cache is refused.
+    Filled slab by slab; nothing is left behind if it fails.
+    """
+    import h5py
+
+    snapshot_path = Path(snapshot_path)
+    snap = read_snapshot(snapshot_path, validate=False)
+    shape = snap.fields["bx"].shape
+    gshape = tuple(m + 2 for m in shape) + (GRID_VALUES,)
+    with atomic_output(output_path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            dset = h5.create_dataset("field", shape=gshape, dtype="<f4")  # contiguous
+            padded_field(snap.fields, out=dset, slab_cells=1 << 22)
+            dset.attrs["values"] = "bx, by, bz, temperature"
+            dset.attrs["units"] = "uG, uG, uG, K"
+            dset.attrs["layout"] = ("field[q, r, s, v] = snapshot variable v at cell "
+                                    "((q-1) mod nx, (r-1) mod ny, (s-1) mod nz): one periodic "
+                                    "ghost layer on each side")
+            h5.attrs.update(_cache_identity(snapshot_path, snap))
+            h5.attrs.update(provenance_attrs("cosmicflow.integrate.write_field_cache"))
+    return Path(output_path)
+
+
+def _cache_identity(snapshot_path: Path, snap) -> dict[str, Any]:
+    return {"snapshot": str(snapshot_path), "snapshot_size": snapshot_path.stat().st_size,
+            "snapshot_created": str(snap.attrs.get("created_utc", "")),
+            "snapshot_shape": np.asarray(snap.fields["bx"].shape, dtype=np.int64)}
+
+
+def read_field_cache(path: str | Path, snapshot_path: str | Path) -> np.ndarray:
+    """Memory-map (read-only, no copy) a field cache written by :func:`write_field_cache`.
+
+    Raises :class:`InputError` if the file is missing or unreadable, its ``field`` is not a
+    contiguous float32 dataset of the snapshot's shape + 2, or it was made from a different
+    snapshot file (size or ``created_utc`` differ).
+    """
+    import h5py
+
+    path, snapshot_path = Path(path), Path(snapshot_path)
+    if not path.exists():
+        raise InputError(f"{path}: field cache does not exist (rule field_cache makes it)")
+    snap = read_snapshot(snapshot_path, validate=False)
+    want = _cache_identity(snapshot_path, snap)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"{path}: not a readable HDF5 file ({err})") from None
+    with h5:
+        if "field" not in h5:
+            raise InputError(f"{path}: no 'field' dataset; not a field cache")
+        dset = h5["field"]
+        gshape = tuple(int(m) + 2 for m in want["snapshot_shape"]) + (GRID_VALUES,)
+        if dset.shape != gshape or dset.dtype != np.dtype("<f4"):
+            raise InputError(f"{path}: field is {dset.dtype} {dset.shape}, expected float32 "
+                             f"{gshape} for {snapshot_path}")
+        for k in ("snapshot_size", "snapshot_created"):
+            got = h5.attrs.get(k)
+            got = got.decode() if isinstance(got, bytes) else got
+            if str(got) != str(want[k]):
+                raise InputError(f"{path}: made from a different snapshot ({k} {got!r}, "
+                                 f"{snapshot_path} has {want[k]!r}); rebuild it")
+        offset = dset.id.get_offset()
+        if dset.chunks is not None or dset.compression is not None or offset is None:
+            raise InputError(f"{path}: field is chunked or compressed; cannot memory-map it")
+    try:
+        return np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=gshape)
+    except ValueError as err:
+        raise InputError(f"{path}: truncated field cache ({err})") from None
 
 
 def output_t_omega(duration_gyroperiods: float, n_outputs: int, first_gyroperiods: float):
@@ -750,6 +972,7 @@ def integrate_particles(
     checkpoint: str | Path | None = None,
     checkpoint_key: str = "",
     progress: bool = False,
+    grid: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Integrate particles from given initial positions [pc] and unit directions.
 
@@ -758,6 +981,8 @@ def integrate_particles(
     arrays and scalars (see :func:`integrate_batch` for the file written from it).
     ``checkpoint``: path of an ``.npz`` saved at output times (at most every
     ``settings.checkpoint_interval_s`` seconds) and resumed from when its key matches.
+    ``grid``: the same fields as :func:`padded_field` returns them (e.g. memory-mapped from
+    a field cache, :func:`read_field_cache`); built in memory from ``fields`` if omitted.
     """
     settings.check()
     bx, by, bz, temp = (np.asarray(fields[k]) for k in ("bx", "by", "bz", "temperature"))
@@ -798,10 +1023,18 @@ def integrate_particles(
         r1, settings.max_rotation_rad, settings.max_step_cells * cell_pc.min(),
         settings.stats_cadence_gyroperiods * two_pi * rl_ref,
         two_pi * rl_ref / settings.trajectory_samples_per_gyroperiod,
-        settings.subgrid_nu_over_omega / rl_ref, rl_ref,
+        settings.subgrid_nu_over_omega / rl_ref, rl_ref, *map(float, settings.phase_thresholds_K),
     ])
     geom = 1.0 / cell_pc
-    phase = phase_grid(temp, settings.phase_thresholds_K)
+    if grid is None:
+        grid = padded_field(fields)
+    gshape = tuple(m + 2 for m in shape) + (GRID_VALUES,)
+    if grid.shape != gshape or grid.dtype != np.float32 or not grid.flags.c_contiguous:
+        raise ValueError(f"padded field grid must be C-contiguous float32 {gshape} for fields of "
+                         f"shape {shape}, got {grid.dtype} {grid.shape}")
+    grid_flat = grid.reshape(-1)  # a view, also of a memory map
+    gdim = np.array(gshape[:3], dtype=np.int64)
+    shape_arr = np.array(shape, dtype=np.int64)
     nt = len(s_out)
     nchunks = min(n, _MAX_CHUNKS)
     nb = [int(h[2]) for h in _HIST_ARRAY]
@@ -854,7 +1087,7 @@ def integrate_particles(
     last_save = _time.monotonic()
     try:
         for k in range(k_done + 1, nt):
-            _advance(s_out[k - 1], s_out[k], bx, by, bz, temp, phase, geom, par, _HIST_ARRAY,
+            _advance(s_out[k - 1], s_out[k], grid_flat, gdim, shape_arr, geom, par, _HIST_ARRAY,
                      st["pos"], st["cell"], st["dirn"], st["bprev"], st["phase_disp"],
                      st["phase_path"], st["rng"], st["stat_prev"], st["stat_next"],
                      st["hist_mu_b"], st["hist_mu_t"], st["hist_eps"], st["traj_pos"],
@@ -891,7 +1124,7 @@ def integrate_particles(
         "traj_T": st["traj_aux"][:, :, 3],
         "n_steps": st["steps"],
         "final_direction": st["dirn"],
-        "phase_volume_fraction": np.bincount(phase.ravel(), minlength=3) / phase.size,
+        "phase_volume_fraction": phase_volume_fraction(temp, settings.phase_thresholds_K),
         "b_ref_uG": b_ref,
         "mean_field_uG": mean_b,
         "larmor_radius_pc": rl_ref,
@@ -964,6 +1197,7 @@ def integrate_batch(
     settings: IntegrateSettings | None = None,
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
+    field_cache: str | Path | None = None,
 ) -> Path:
     """Integrate one particle batch through a canonical snapshot and write its HDF5 file.
 
@@ -981,6 +1215,8 @@ def integrate_batch(
         given, else the schema defaults.
     config : stored in the ``config`` attribute for provenance.
     progress : show a tqdm bar advancing between output times.
+    field_cache : the snapshot's field cache (:func:`write_field_cache`), memory-mapped and
+        shared with other jobs; without it the padded field is built in this process's memory.
 
     A checkpoint ``<output>.ckpt.npz`` is written at output times; a killed run restarted
     with the same arguments resumes from it and gives the same file. It is removed on success.
@@ -999,6 +1235,13 @@ def integrate_batch(
         settings = IntegrateSettings.from_config(config, injection) if config else IntegrateSettings()
     settings.check()
     snap = read_snapshot(snapshot_path, validate=False)
+    # stop before any work when the machine cannot hold the field and the particle records
+    needed = integrate_memory_mb(int(np.prod(snap.shape)), int(n_particles), settings.output_times + 1)
+    if field_cache is None:
+        needed += int(np.prod(snap.shape)) * 16 // 2**20  # the padded field built in memory
+    require_memory(needed, f"integrate of {n_particles} particles through {snapshot_path} "
+                           f"({'x'.join(map(str, snap.shape))} cells)")
+    grid = read_field_cache(field_cache, snapshot_path) if field_cache is not None else None
     rng = np.random.default_rng(batch_seed(settings.seed, medium, energy_pev, injection, batch))
     pos0, dir0, mu_inj = inject(snap.fields, snap.origin_pc, snap.box_pc, int(n_particles), rng,
                                 mu0 if injection == "mono" else None)
@@ -1020,7 +1263,7 @@ def integrate_batch(
     res = integrate_particles(
         snap.fields, snap.origin_pc, snap.box_pc, pos0, dir0, energy_pev=energy_pev,
         settings=settings, rng_seeds=seeds, trajectories=settings.trajectories if batch == 0 else 0,
-        checkpoint=ckpt, checkpoint_key=key, progress=progress,
+        checkpoint=ckpt, checkpoint_key=key, progress=progress, grid=grid,
     )
     mu_inj = res["mu"][:, 0]
     attrs = {

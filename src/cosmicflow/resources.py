@@ -11,18 +11,37 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
+
 from cosmicflow.constants import larmor_radius_pc
 
 MB = 1024**2
 #: bytes per cell of a canonical snapshot: 8 float32 fields
 SNAPSHOT_BYTES_PER_CELL = 8 * 4
-#: bytes per cell the integrator maps: bx, by, bz, temperature (float32) and the phase map (int8)
-INTEGRATE_BYTES_PER_CELL = 4 * 4 + 1
+#: bytes per cell the integrator maps: the field cache, (bx, by, bz, T) float32 interleaved per
+#: cell (the ghost layer adds 6/n of that); the phase is read from T, no separate map
+INTEGRATE_BYTES_PER_CELL = 4 * 4
 #: fixed overhead of a Python process with numpy, numba, xarray imported [MB]
 PROCESS_OVERHEAD_MB = 400
-#: measured integrator cost [ns per particle-step per core], benchmarks/bench_integrate.py;
-#: a conservative figure (large grids miss cache) so cluster jobs are not killed at the limit
-NS_PER_PARTICLE_STEP = 60.0
+#: measured integrator cost [ns per particle-step per core] (benchmarks/bench_integrate.py,
+#: shared 2-core machine): 50-52 at 32^3 (in cache), 53-61 at 128^3, 91-116 at 512^3
+NS_PER_PARTICLE_STEP_MEASURED = {32**3: 52.0, 128**3: 61.0, 512**3: 116.0}
+
+
+def ns_per_particle_step(n_cells: int) -> float:
+    """Integrator cost [ns per particle-step per core] for a field of ``n_cells``.
+
+    Interpolated in log(cells) between the measured points; beyond 512^3 it grows by the same
+    factor per decade of cells as from 128^3 to 512^3 (DRAM latency not hidden by prefetching),
+    a conservative guess for 2048^3 (about 220 ns) until measured there.
+    """
+    cells = np.array(sorted(NS_PER_PARTICLE_STEP_MEASURED), dtype=float)
+    ns = np.array([NS_PER_PARTICLE_STEP_MEASURED[int(c)] for c in cells])
+    x = np.log(max(float(n_cells), 1.0))
+    if x <= np.log(cells[-1]):
+        return float(np.interp(x, np.log(cells), ns))
+    slope = (np.log(ns[-1]) - np.log(ns[-2])) / (np.log(cells[-1]) - np.log(cells[-2]))
+    return float(ns[-1] * np.exp(slope * (x - np.log(cells[-1]))))
 
 
 def snapshot_bytes(shape: tuple[int, int, int]) -> int:
@@ -86,11 +105,12 @@ def integrate_runtime_min(
     max_rotation_rad: float = 0.1,
     max_step_cells: float = 0.5,
     charge: int = 1,
+    n_cells: int = 128**3,
 ) -> float:
     """Wall time of one integrate job [min]: particles x steps x cost per step / threads."""
     r_cells = larmor_radius_pc(energy_pev, b_ref_ug, charge) / cell_pc
     steps = duration_gyroperiods * steps_per_gyroperiod(r_cells, max_rotation_rad, max_step_cells)
-    return n_particles * steps * NS_PER_PARTICLE_STEP * 1e-9 / max(threads, 1) / 60.0
+    return n_particles * steps * ns_per_particle_step(n_cells) * 1e-9 / max(threads, 1) / 60.0
 
 
 def available_memory_mb() -> int | None:

@@ -175,7 +175,7 @@ def integrate_runtime_min(wildcards, threads):
         integrate_job(wildcards)["n_particles"], _integrate_duration(wildcards),
         float(wildcards.energy), b_ref, cell, threads=threads,
         max_rotation_rad=it["max_rotation_rad"], max_step_cells=it["max_step_cells"],
-        charge=config["particles"]["charge"])
+        charge=config["particles"]["charge"], n_cells=_snapshot_geometry(wildcards.medium)[0])
     return max(10, int(2 * t) + 1)
 
 

@@ -19,5 +19,6 @@ integrate_batch(
     settings=IntegrateSettings.from_config(snakemake.params.config, job["injection"]),  # noqa: F821
     config=snakemake.params.config,  # noqa: F821
     progress=True,
+    field_cache=snakemake.input.field_cache,  # noqa: F821
     **job,
 )
