@@ -359,15 +359,9 @@ def _grid_base(gdim, cx, cy, cz):
 def _grid_value(grid, gdim, cx, cy, cz, v):
     """Value v (0-2: B components [µG], 3: T [K]) at (cx, cy, cz) by trilinear interpolation."""
     o, wx, wy, wz = _grid_base(gdim, cx, cy, cz)
-    sk = GRID_VALUES
     sj = gdim[2] * GRID_VALUES
     si = gdim[1] * sj
-    o += v
-    c00 = grid[o] * (1.0 - wz) + grid[o + sk] * wz
-    c01 = grid[o + sj] * (1.0 - wz) + grid[o + sj + sk] * wz
-    c10 = grid[o + si] * (1.0 - wz) + grid[o + si + sk] * wz
-    c11 = grid[o + si + sj] * (1.0 - wz) + grid[o + si + sj + sk] * wz
-    return (c00 * (1.0 - wy) + c01 * wy) * (1.0 - wx) + (c10 * (1.0 - wy) + c11 * wy) * wx
+    return _blend_grid(grid, o + v, sj, si, wx, wy, wz)
 
 
 @njit(**JIT_INLINE)
