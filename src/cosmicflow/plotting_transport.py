@@ -266,6 +266,20 @@ def fig5_scattering_histograms(
                 ax.set_ylabel(r"$|d\mu/d(t\Omega)|$", fontsize=8)
             ax.set_title(f"{label}, E = {e:g} PeV", fontsize=8)
             ax.tick_params(labelsize=7)
+    # axes span the occupied bins (shared per kind of rate), not the fixed histogram range
+    from cosmicflow.plotting import _nonzero_range, _union
+
+    y_ranges, x_ranges = [], {}
+    for _, kind, by_energy in rows:
+        for ds in by_energy.values():
+            c = ds[f"hist_dmu_{kind}"].values
+            y_ranges.append(_nonzero_range(c, ds["dmu_edges"].values, axis=0))
+            x_ranges.setdefault(kind, []).append(_nonzero_range(c, ds[f"{kind}_edges"].values, axis=1))
+    for r, (_, kind, by_energy) in enumerate(rows):
+        for c in range(ncol):
+            if axes[r, c].axison:
+                axes[r, c].set_xlim(*_union(x_ranges[kind]))
+                axes[r, c].set_ylim(*_union(y_ranges))
     if mesh is not None:
         cb = fig.colorbar(mesh, ax=axes, shrink=0.8, pad=0.01)
         cb.set_label("samples per bin", fontsize=8)
