@@ -245,9 +245,13 @@ def snapshot_writer(
             # against the writer's resident memory for the whole file
             with h5py.File(tmp, "r") as h5:
                 check_fields({k: h5[k] for k in FIELDS}, where=str(tmp))
+                mean_field = [_chunked_mean(h5[c]) for c in ("bx", "by", "bz")]
         except InputError as err:
             # a writer that filled the file badly must not leave it behind either
             raise InputError(str(err).replace(str(tmp), str(path))) from None
+        # <B> once, at write time, so a workflow can size jobs without scanning the field
+        with h5py.File(tmp, "a") as h5:
+            h5.attrs["mean_field_uG"] = np.asarray(mean_field, dtype=np.float64)
 
 
 def write_snapshot(
