@@ -96,7 +96,7 @@ from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL, prefetch
 from cosmicflow.constants import C_CM_S, LARMOR_PC_PER_PEV_UG, PC_CM
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
 from cosmicflow.resources import integrate_memory_mb, require_memory
-from cosmicflow.snapshot import read_snapshot
+from cosmicflow.snapshot import _slabs, read_snapshot
 
 __all__ = [
     "IntegrateSettings",
@@ -657,18 +657,18 @@ def phase_grid(temperature: np.ndarray, thresholds_K: Sequence[float]) -> np.nda
     from cosmicflow.phases import phase_index
 
     out = np.empty(temperature.shape, dtype=np.int8)
-    step = max(1, (1 << 24) // max(1, int(np.prod(temperature.shape[1:]))))
-    for i in range(0, temperature.shape[0], step):
-        out[i:i + step] = phase_index(np.asarray(temperature[i:i + step]), thresholds_K)
+    for s in _slabs(temperature.shape[0], int(np.prod(temperature.shape[1:]))):
+        out[s] = phase_index(np.asarray(temperature[s]), thresholds_K)
     return out
 
 
 def phase_volume_fraction(temperature: np.ndarray, thresholds_K: Sequence[float]) -> np.ndarray:
     """Fraction of cells in each phase (rule of :func:`phase_grid`), counted slab by slab."""
+    from cosmicflow.phases import phase_index
+
     counts = np.zeros(3, dtype=np.int64)
-    step = max(1, (1 << 24) // max(1, int(np.prod(temperature.shape[1:]))))
-    for i in range(0, temperature.shape[0], step):
-        counts += np.bincount(phase_grid(temperature[i:i + step], thresholds_K).ravel(),
+    for s in _slabs(temperature.shape[0], int(np.prod(temperature.shape[1:]))):
+        counts += np.bincount(phase_index(np.asarray(temperature[s]), thresholds_K).ravel(),
                               minlength=3)
     return counts / counts.sum()
 

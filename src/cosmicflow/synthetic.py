@@ -770,15 +770,16 @@ def _rms_gradient(f: np.ndarray, dx: float) -> float:
 
 def phase_fractions(density: np.ndarray, temperature: np.ndarray, thresholds_K=(200.0, 5000.0)
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(volume, mass) fractions of CNM (T < t0), UNM, WNM (T > t1), accumulated in float64."""
-    t0, t1 = thresholds_K
+    """(volume, mass) fractions of CNM (T < t0), UNM, WNM (T > t1), accumulated in float64,
+    by the phase rule of :func:`cosmicflow.phases.phase_index`."""
+    from cosmicflow.phases import phase_index
+
     vol = np.zeros(3)
     mass = np.zeros(3)
     for i in range(density.shape[0]):
-        t, n = temperature[i], density[i].astype(np.float64)
-        for j, sel in enumerate((t < t0, (t >= t0) & (t <= t1), t > t1)):
-            vol[j] += np.count_nonzero(sel)
-            mass[j] += n[sel].sum()
+        phase = phase_index(temperature[i], thresholds_K).ravel()
+        vol += np.bincount(phase, minlength=3)
+        mass += np.bincount(phase, weights=density[i].astype(np.float64).ravel(), minlength=3)
     return vol / vol.sum(), mass / mass.sum()
 
 
