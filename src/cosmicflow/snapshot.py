@@ -104,7 +104,14 @@ class Snapshot:
         return float(self.attrs.get("adiabatic_index", DEFAULT_ADIABATIC_INDEX))
 
     def mean_field_ug(self) -> np.ndarray:
-        """Volume-averaged field <B> = (<bx>, <by>, <bz>) [uG], accumulated in float64."""
+        """Volume-averaged field <B> = (<bx>, <by>, <bz>) [uG], accumulated in float64.
+
+        Taken from the ``mean_field_uG`` attribute the writer computes (the same slab sums, so
+        the same bits) when present; snapshots made elsewhere are scanned.
+        """
+        stored = np.asarray(self.attrs.get("mean_field_uG", np.nan), dtype=np.float64)
+        if stored.shape == (3,) and np.all(np.isfinite(stored)):
+            return stored
         return np.array([_chunked_mean(self.fields[c]) for c in ("bx", "by", "bz")])
 
 

@@ -1,7 +1,6 @@
 # Config validation and the input functions the rules use by name.
 from pathlib import Path
 
-import numpy as np
 from snakemake.utils import validate
 
 from cosmicflow import resources as cost
@@ -158,10 +157,7 @@ def _snapshot_geometry(medium):
     from cosmicflow.snapshot import read_snapshot
 
     snap = read_snapshot(snapshot_path(medium), validate=False)
-    # the writer stores <B>; older snapshots without it are scanned once
-    mean = snap.attrs.get("mean_field_uG")
-    mean = snap.mean_field_ug() if mean is None else np.asarray(mean, dtype=float)
-    b = b_ref or float((mean**2).sum() ** 0.5)
+    b = b_ref or float((snap.mean_field_ug() ** 2).sum() ** 0.5)  # stored by the writer
     return int(snap["density"].size), float(snap.cell_pc.min()), b
 
 
