@@ -967,6 +967,7 @@ def integrate_particles(
     checkpoint_key: str = "",
     progress: bool = False,
     grid: np.ndarray | None = None,
+    mean_field_ug: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Integrate particles from given initial positions [pc] and unit directions.
 
@@ -977,6 +978,9 @@ def integrate_particles(
     ``settings.checkpoint_interval_s`` seconds) and resumed from when its key matches.
     ``grid``: the same fields as :func:`padded_field` returns them (e.g. memory-mapped from
     a field cache, :func:`read_field_cache`); built in memory from ``fields`` if omitted.
+    ``mean_field_ug``: ⟨B⟩ [µG] when already known (:meth:`Snapshot.mean_field_ug`, stored by
+    the snapshot writer), so a job need not scan the whole field; computed from ``fields``
+    if omitted.
     """
     settings.check()
     bx, by, bz, temp = (np.asarray(fields[k]) for k in ("bx", "by", "bz", "temperature"))
@@ -1000,7 +1004,8 @@ def integrate_particles(
     if energy_pev <= 0:
         raise ValueError(f"energy must be > 0 PeV, got {energy_pev}")
 
-    mean_b = np.array([float(np.mean(a, dtype=np.float64)) for a in (bx, by, bz)])
+    mean_b = (np.array([float(np.mean(a, dtype=np.float64)) for a in (bx, by, bz)])
+              if mean_field_ug is None else np.asarray(mean_field_ug, dtype=np.float64))
     b_ref = settings.b_ref_uG if settings.b_ref_uG is not None else float(np.linalg.norm(mean_b))
     if not b_ref > 0:
         raise ValueError("the mean field |<B>| is zero; set particles.b_ref_uG")
@@ -1258,6 +1263,7 @@ def integrate_batch(
         snap.fields, snap.origin_pc, snap.box_pc, pos0, dir0, energy_pev=energy_pev,
         settings=settings, rng_seeds=seeds, trajectories=settings.trajectories if batch == 0 else 0,
         checkpoint=ckpt, checkpoint_key=key, progress=progress, grid=grid,
+        mean_field_ug=snap.mean_field_ug(),
     )
     mu_inj = res["mu"][:, 0]
     attrs = {
