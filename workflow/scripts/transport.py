@@ -14,7 +14,7 @@ write_transport(
     params=snakemake.params.transport,  # noqa: F821
     config={
         "medium": snakemake.wildcards.medium,  # noqa: F821
-        "energy_PeV": snakemake.wildcards.energy,  # noqa: F821
+        "energy_PeV": snakemake.params.energy_PeV,  # noqa: F821
         "injection": snakemake.wildcards.injection,  # noqa: F821
     },
 )
