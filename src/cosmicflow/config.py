@@ -70,8 +70,8 @@ def schema_error_message(config: Mapping[str, Any], schema: Mapping[str, Any]) -
         problem = f"unknown key(s) {extra}" + (f"; allowed: {allowed}" if allowed else "")
     else:
         problem = err.message
-    if len(problem) > 300:
-        problem = problem[:300] + " ..."
+    if len(problem) > 800:
+        problem = problem[:800] + " ..."
     return f"config key {key}: {problem}"
 
 

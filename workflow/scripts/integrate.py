@@ -13,6 +13,9 @@ import time
 console = sys.stderr
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+from cosmicflow.io import one_line_errors  # noqa: E402
+
+one_line_errors()  # bad input, full disk: one line naming the file
 import h5py  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
