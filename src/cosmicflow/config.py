@@ -128,8 +128,6 @@ def _check_media(media: Mapping[str, Any]) -> None:
         if source in SYNTHETIC_SOURCES:
             if "path" in m:
                 raise ConfigError(f"{key}.path", f"a {source} medium is generated, it reads no file")
-            if "seeds" in m and "seed" in m:
-                raise ConfigError(f"{key}.seeds", "give either seed or seeds, not both")
             if len(set(m.get("seeds", []))) != len(m.get("seeds", [])):
                 raise ConfigError(f"{key}.seeds", f"repeats a seed: {m['seeds']}")
             _check_synthetic(name, m)
