@@ -108,7 +108,7 @@ def atomic_output(path: str | os.PathLike, expected_bytes: int | None = None) ->
             gc.collect()
         finally:
             sys.unraisablehook = hook
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # never created (read-only folder) or already gone
             tmp.unlink()
         cause = None if isinstance(err, OutputError) else _write_cause(err)
         if cause is not None:
