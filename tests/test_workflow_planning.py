@@ -72,6 +72,7 @@ def test_paper_config_plans_every_job_with_resources_before_any_data(tmp_path, p
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert not (tmp_path / "results").exists()
+    assert "Shell command: None" not in out  # script rules have no shell command to print
     jobs = _jobs(proc.stdout)
     integrate = [b for r, b in jobs if r == "integrate"]
     runs = 2 * (6 + 1)  # media x (isotropic energies + mono energy)
