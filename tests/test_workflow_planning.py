@@ -279,3 +279,33 @@ def test_realisations_get_their_own_snapshots_and_batches_cycle_through_them(tmp
     for rule, block in jobs:
         if rule in ("phases", "gradients"):
             assert "snapshot_r" not in block
+
+
+@pytest.mark.slow
+def test_realisation_batches_record_their_source_and_share_output_times(tmp_path):
+    import h5py
+    import numpy as np
+
+    cfg = {"media": {"toy": {"source": "kolmogorov", "grid": 16, "seeds": [3, 4]}},
+           "particles": {"energies_PeV": [2.5]},
+           "integrate": {"particles_per_energy": 4, "batches": 2, "duration_gyroperiods": 2.0,
+                         "output_times": 4, "trajectories": 0, "mono": {"energies_PeV": []}}}
+    _write_config(tmp_path, cfg)
+    batches = [f"results/toy/particles/E2.5_isotropic_b{b}.h5" for b in (0, 1)]
+    proc = _run(tmp_path, "--cores", "2", *batches, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    attrs, times = [], []
+    for path in batches:
+        with h5py.File(tmp_path / path, "r") as f:
+            attrs.append({k: np.asarray(f.attrs[k]).ravel()[0] for k in (
+                "realisation", "realisation_source", "b_ref_uG", "omega_ref_rad_s")})
+            times.append(f["time"][()])
+    assert [(int(a["realisation"]), a["realisation_source"].decode()
+                                                    if isinstance(a["realisation_source"], bytes)
+                                                    else str(a["realisation_source"])) for a in attrs] == [
+        (0, "seed=3"), (1, "seed=4")]
+    # one reference field (realisation 0's |<B>|) for all realisations: mergeable output times
+    assert float(attrs[0]["b_ref_uG"]) == float(attrs[1]["b_ref_uG"])
+    assert float(attrs[0]["omega_ref_rad_s"]) == float(attrs[1]["omega_ref_rad_s"])
+    np.testing.assert_array_equal(times[0], times[1])
+    assert (tmp_path / "results/toy/snapshot_r1.h5").exists()

@@ -4,6 +4,8 @@ import functools
 import os
 from pathlib import Path
 
+import numpy as np
+
 from snakemake.exceptions import WorkflowError
 
 from cosmicflow import config as cfg
@@ -282,11 +284,28 @@ def _batch_job(medium, energy, injection, batch):
             "batch": batch, "n_particles": n, "mu0": mu0, "medium": medium}
 
 
-def integrate_config():
+def _common_b_ref_ug(medium):
+    """|<B>| [uG] of realisation 0's snapshot: the reference field of every batch of a medium
+    with several realisations, so that all share Omega_ref and the output times (t Omega_ref
+    log-spaced) and can be merged. None until that snapshot exists (params are evaluated again
+    when the job starts, by then it is an input)."""
+    from cosmicflow.snapshot import read_snapshot
+
+    path = Path(snapshot_path(medium, 0))
+    if not path.exists():
+        return None
+    return float(np.sqrt((read_snapshot(path, validate=False).mean_field_ug() ** 2).sum()))
+
+
+def integrate_config(wildcards):
     """The config the integrate jobs see (params): particles, integrate, phases, without
-    integrate.jobs, which only groups jobs and changes no result."""
+    integrate.jobs, which only groups jobs and changes no result. A medium with several
+    realisations and no particles.b_ref_uG gets realisation 0's |<B>| as b_ref_uG."""
     it = {k: v for k, v in config["integrate"].items() if k != "jobs"}
-    return {"particles": config["particles"], "integrate": it, "phases": config["phases"]}
+    particles = dict(config["particles"])
+    if n_realisations(wildcards.medium) > 1 and particles["b_ref_uG"] is None:
+        particles["b_ref_uG"] = _common_b_ref_ug(wildcards.medium)
+    return {"particles": particles, "integrate": it, "phases": config["phases"]}
 
 
 def integrate_batch_numbers(wildcards):
@@ -314,8 +333,13 @@ def integrate_runs(wildcards):
 
 
 def integrate_inputs(wildcards):
+    """Snapshots and field caches of the job's realisations; with several realisations also
+    realisation 0's snapshot, whose <B> is the common reference field."""
     runs = integrate_runs(wildcards)
-    return {"snapshots": list(dict.fromkeys(r["snapshot"] for r in runs)),
+    snapshots = [r["snapshot"] for r in runs]
+    if n_realisations(wildcards.medium) > 1:
+        snapshots.append(snapshot_path(wildcards.medium, 0))
+    return {"snapshots": list(dict.fromkeys(snapshots)),
             "field_caches": list(dict.fromkeys(r["field_cache"] for r in runs))}
 
 

@@ -47,7 +47,7 @@ if integrate_per_run():
                            b=range(config["integrate"]["batches"])),
         params:
             runs=integrate_runs,
-            config=integrate_config(),
+            config=integrate_config,
         resources:
             mem_mb=integrate_mem_mb,
             runtime=integrate_runtime_min,
@@ -71,7 +71,7 @@ else:
             batches=particle_batch_path("{medium}", "{energy}", "{injection}", "{batch}"),
         params:
             runs=integrate_runs,
-            config=integrate_config(),
+            config=integrate_config,
         resources:
             mem_mb=integrate_mem_mb,
             runtime=integrate_runtime_min,
