@@ -309,3 +309,29 @@ def test_realisation_batches_record_their_source_and_share_output_times(tmp_path
     assert float(attrs[0]["omega_ref_rad_s"]) == float(attrs[1]["omega_ref_rad_s"])
     np.testing.assert_array_equal(times[0], times[1])
     assert (tmp_path / "results/toy/snapshot_r1.h5").exists()
+
+
+def test_code_inputs_follow_subpackages_and_relative_imports(tmp_path):
+    """A package (like the coming cosmicflow.integrate/) with relative imports: its __init__.py
+    and every module it pulls in become code inputs of the rules that import it."""
+    proj = _copy_project(tmp_path / "project")
+    pkg = proj / "src" / "cosmicflow" / "newpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .step import advance\n")
+    (pkg / "step.py").write_text("from .. import units\nfrom . import kernels\n\ndef advance():\n    pass\n")
+    (pkg / "kernels.py").write_text("def f():\n    from cosmicflow.constants import C_PC_S\n")
+    (pkg / "unused.py").write_text("X = 1\n")
+    transport = proj / "src" / "cosmicflow" / "transport.py"
+    transport.write_text(transport.read_text() + "\n\ndef _later():\n    from cosmicflow.newpkg import advance\n")
+    _write_config(proj, {"media": {"toy": {"source": "kolmogorov", "grid": 16}},
+                         "integrate": {"mono": {"energies_PeV": []}}})
+    proc = _run(proj, "-n", src=proj / "src", snakefile=proj / "Snakefile")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rule, block in _jobs(proc.stdout):
+        inputs = re.search(r"input: (.*)", block).group(1).split(", ") if "input:" in block else []
+        new = {i for i in inputs if "newpkg" in i}
+        if rule in ("transport", "summary"):
+            assert new == {f"src/cosmicflow/newpkg/{m}.py" for m in ("__init__", "step", "kernels")}, new
+            assert "src/cosmicflow/units.py" in inputs and "src/cosmicflow/constants.py" in inputs
+        else:
+            assert not new, (rule, new)
