@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_transport_rules_on_fabricated_batches(tmp_path):
     cfg = {
-        "media": {"toy": {"source": "kolmogorov", "grid": 8}},
+        "media": {"toy": {"source": "kolmogorov", "grid": 16}},
         "particles": {"energies_PeV": [1.5, 10.0]},
         "integrate": {"batches": 2, "mono": {"energies_PeV": [2.5], "mu0": [0.0, 0.5]}},
         "transport": {"bootstrap_samples": 50},

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import docutils.core
+import h5py
 import pandas as pd
 import pytest
 
@@ -30,6 +34,9 @@ def test_whole_workflow_on_tiny_config(tmp_path):
     shutil.copy(REPO / ".test" / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
     proc = _snakemake(tmp_path, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # the console follows the particle runs; script rules print no "Shell command: None"
+    assert "integrate multiphase E=2.5 PeV isotropic b1: done in" in proc.stderr
+    assert "Shell command: None" not in proc.stdout + proc.stderr
     results = tmp_path / "results"
     for fig in FIGURES:
         for ext in ("png", "pdf"):
@@ -55,4 +62,31 @@ def test_whole_workflow_on_tiny_config(tmp_path):
     report = _snakemake(tmp_path, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (results / "report.html").read_text(errors="replace")
-    assert "fig7_diffusion_vs_energy.png" in html
+    for fig in FIGURES:  # all nine figures, captions without docutils errors
+        assert f"{fig}.png" in html, fig
+    assert "Undefined substitution" not in html and "System Message" not in html
+
+    # the configured energy runs, not its 6-digit file label; the realisation is recorded
+    with h5py.File(results / "multiphase" / "particles" / "E10_isotropic_b1.h5", "r") as f:
+        assert float(f.attrs["energy_PeV"]) == 10.0000004
+        assert int(f.attrs["realisation"]) == 0 and f.attrs["realisation_source"] == "seed=11"
+
+
+def _figure_rules():
+    """(rule, png output spec) of every figure rule, from the rule files."""
+    text = "".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("figures_*.smk")))
+    return re.findall(r"(?:rule (fig\w+)|use rule \w+ as (fig\w+)).*?png=([^\n]*)", text, re.S)
+
+
+def test_all_nine_figures_go_into_the_report_with_clean_captions():
+    rules = _figure_rules()
+    names = {a or b for a, b, _ in rules}
+    assert names == set(FIGURES)
+    for a, b, png in rules:
+        assert png.startswith("report(") and f"../report/{a or b}.rst" in png, (a or b, png)
+    for fig in FIGURES:
+        caption = (REPO / "workflow" / "report" / f"{fig}.rst").read_text()
+        errors = io.StringIO()
+        body = docutils.core.publish_parts(caption, writer="html", settings_overrides={
+            "warning_stream": errors, "report_level": 2})["body"]
+        assert errors.getvalue() == "" and "system-message" not in body, (fig, errors.getvalue())

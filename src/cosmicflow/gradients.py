@@ -38,7 +38,8 @@ import xarray as xr
 from cosmicflow.binning import LogBins, reduce_blocks
 from cosmicflow.constants import larmor_radius_pc
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
-from cosmicflow.phases import DEFAULT_CHUNK_CELLS, open_chunked, phase_index
+from cosmicflow.phase_rule import DEFAULT_PHASE_NAMES, DEFAULT_THRESHOLDS_K, N_PHASES, phase_index
+from cosmicflow.phases import DEFAULT_CHUNK_CELLS, open_chunked
 from cosmicflow.snapshot import read_snapshot
 
 __all__ = [
@@ -125,7 +126,7 @@ def _gradient_partials(block: Mapping[str, np.ndarray], spec: _GradSpec) -> dict
     clamped_e = np.zeros((len(spec.larmor_pc), 2), np.int64)
     for i, r_l in enumerate(spec.larmor_pc):
         eps = inv_scale * r_l
-        hist_e[i] = np.bincount(phase * ne + bins_e.index(eps), minlength=3 * ne).reshape(3, ne)
+        hist_e[i] = np.bincount(phase * ne + bins_e.index(eps), minlength=N_PHASES * ne).reshape(N_PHASES, ne)
         clamped_e[i] = bins_e.outside(eps)
     out["hist_epsilon"] = hist_e
     out["clamped_epsilon"] = clamped_e
@@ -158,8 +159,8 @@ def gradient_statistics(
     energies_PeV: Sequence[float] = (1.5, 2.5, 5.0, 7.5, 10.0, 15.0),
     charge: int = 1,
     b_ref_uG: float | None = None,
-    thresholds_K: Sequence[float] = (200.0, 5000.0),
-    names: Sequence[str] = ("CNM", "UNM", "WNM"),
+    thresholds_K: Sequence[float] = DEFAULT_THRESHOLDS_K,
+    names: Sequence[str] = DEFAULT_PHASE_NAMES,
     chunk_cells: int | None = DEFAULT_CHUNK_CELLS,
     num_workers: int = 1,
 ) -> xr.Dataset:
@@ -171,7 +172,7 @@ def gradient_statistics(
     energies_PeV : particle energies E [PeV] for epsilon = |grad B| r_L(E) / |B|.
     charge : charge number Z.
     b_ref_uG : reference field for r_L [uG]; None means B0 = |<B>|.
-    thresholds_K, names : phase definition (see :func:`cosmicflow.phases.phase_index`).
+    thresholds_K, names : phase definition (see :func:`cosmicflow.phase_rule.phase_index`).
     chunk_cells : cells per dask x-slab; None computes in memory with ``np.roll`` differences.
     num_workers : threads of the chunked path.
     """
@@ -182,8 +183,8 @@ def gradient_statistics(
     energies = [float(e) for e in energies_PeV]
     if not energies or any(not e > 0 for e in energies):
         raise ValueError(f"energies_PeV must be positive, got {list(energies_PeV)}")
-    if len(names) != 3:
-        raise ValueError(f"need three phase names, got {list(names)}")
+    if len(names) != N_PHASES:
+        raise ValueError(f"need {N_PHASES} phase names, got {list(names)}")
     if chunk_cells is None:
         snap = read_snapshot(path, validate=True)
         cell = snap.cell_pc
@@ -302,8 +303,8 @@ def run_gradients(
         energies_PeV=particles_config.get("energies_PeV", (1.5, 2.5, 5.0, 7.5, 10.0, 15.0)),
         charge=int(particles_config.get("charge", 1)),
         b_ref_uG=particles_config.get("b_ref_uG"),
-        thresholds_K=phases_config.get("thresholds_K", (200.0, 5000.0)),
-        names=phases_config.get("names", ("CNM", "UNM", "WNM")),
+        thresholds_K=phases_config.get("thresholds_K", DEFAULT_THRESHOLDS_K),
+        names=phases_config.get("names", DEFAULT_PHASE_NAMES),
         chunk_cells=chunk_cells,
         num_workers=num_workers,
     )

@@ -11,8 +11,8 @@ The `phases` stage reduces a canonical snapshot to
 
 Physics conventions (every formula in cgs, then converted):
 
-* phase from temperature with thresholds T_1 < T_2: CNM T < T_1, UNM T_1 <= T <= T_2,
-  WNM T > T_2 (paper: 200 K and 5000 K);
+* phase from temperature by :mod:`cosmicflow.phase_rule` (thresholds T_1 < T_2: CNM T < T_1,
+  UNM T_1 <= T <= T_2, WNM T > T_2; paper: 200 K and 5000 K, so T = 5000 K is UNM);
 * mass density rho = mu m_u n, where mu (snapshot attr ``mean_molecular_weight``, default 1.4)
   is the mass carried per unit of the snapshot's n, in atomic mass units. For AthenaK ISM
   media n is the hydrogen-nucleus density n_H and mu = 1.4 the mass per H nucleus (with He);
@@ -45,6 +45,8 @@ import xarray as xr
 from cosmicflow.binning import FINE_BINS, LogBins, histogram_quantile, reduce_blocks
 from cosmicflow.constants import K_B, KM_CM, M_U, UG_G
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
+from cosmicflow.phase_rule import (DEFAULT_PHASE_NAMES, DEFAULT_THRESHOLDS_K, N_PHASES,
+                                   check_thresholds, phase_index)
 from cosmicflow.snapshot import (
     DEFAULT_ADIABATIC_INDEX,
     DEFAULT_MEAN_MOLECULAR_WEIGHT,
@@ -138,25 +140,6 @@ def _scalar(value: Any) -> float:
     return float(arr[0])
 
 
-def phase_index(temperature: np.ndarray, thresholds_K: Sequence[float]) -> np.ndarray:
-    """Phase of each cell (int8): 0 if T < T_1, 1 if T_1 <= T <= T_2, 2 if T > T_2.
-
-    With the default thresholds (200 K, 5000 K): 0 = CNM, 1 = UNM, 2 = WNM.
-    """
-    t1, t2 = _check_thresholds(thresholds_K)
-    t = np.asarray(temperature)
-    return ((t >= t1).astype(np.int8) + (t > t2)).astype(np.int8)
-
-
-def _check_thresholds(thresholds_K: Sequence[float]) -> tuple[float, float]:
-    th = [float(x) for x in thresholds_K]
-    if len(th) != 2 or not (0 < th[0] < th[1]) or not all(map(math.isfinite, th)):
-        raise ValueError(
-            f"phase thresholds must be two increasing positive temperatures [K], got {thresholds_K}"
-        )
-    return th[0], th[1]
-
-
 def local_quantities(
     density: np.ndarray,
     temperature: np.ndarray,
@@ -245,10 +228,10 @@ def _phase_block(block: Mapping[str, np.ndarray], spec: _PhaseSpec) -> dict[str,
     q["density"], q["temperature"] = n, t
     phase = phase_index(t, spec.thresholds_K).ravel().astype(np.intp)
     out: dict[str, np.ndarray] = {
-        "cells": np.bincount(phase, minlength=3).astype(np.int64),
-        "mass": np.bincount(phase, weights=n.ravel(), minlength=3),
-        "sum_alfven_mach_sq": np.bincount(phase, weights=q["alfven_mach"].ravel() ** 2, minlength=3),
-        "sum_sonic_mach_sq": np.bincount(phase, weights=q["sonic_mach"].ravel() ** 2, minlength=3),
+        "cells": np.bincount(phase, minlength=N_PHASES).astype(np.int64),
+        "mass": np.bincount(phase, weights=n.ravel(), minlength=N_PHASES),
+        "sum_alfven_mach_sq": np.bincount(phase, weights=q["alfven_mach"].ravel() ** 2, minlength=N_PHASES),
+        "sum_sonic_mach_sq": np.bincount(phase, weights=q["sonic_mach"].ravel() ** 2, minlength=N_PHASES),
     }
     bt = HIST_BINS["temperature"]
     it = bt.index(t)
@@ -260,11 +243,11 @@ def _phase_block(block: Mapping[str, np.ndarray], spec: _PhaseSpec) -> dict[str,
         nf = FINE_BINS.nbins
         for name in STAT_QUANTITIES:
             k = FINE_BINS.index(q[name]).ravel()
-            out[f"fine_{name}"] = np.bincount(phase * nf + k, minlength=3 * nf).reshape(3, nf)
+            out[f"fine_{name}"] = np.bincount(phase * nf + k, minlength=N_PHASES * nf).reshape(N_PHASES, nf)
     for name in STAT_QUANTITIES:
         x = q[name].ravel()
-        lo, hi = np.full(3, np.nan), np.full(3, np.nan)
-        for p in range(3):
+        lo, hi = np.full(N_PHASES, np.nan), np.full(N_PHASES, np.nan)
+        for p in range(N_PHASES):
             sel = x[phase == p]
             if sel.size:
                 lo[p], hi[p] = sel.min(), sel.max()
@@ -342,8 +325,8 @@ def _load(path: Path, chunk_cells: int | None):
 
 def phase_statistics(
     path: str | Path,
-    thresholds_K: Sequence[float] = (200.0, 5000.0),
-    names: Sequence[str] = ("CNM", "UNM", "WNM"),
+    thresholds_K: Sequence[float] = DEFAULT_THRESHOLDS_K,
+    names: Sequence[str] = DEFAULT_PHASE_NAMES,
     chunk_cells: int | None = DEFAULT_CHUNK_CELLS,
     mean_molecular_weight: float | None = None,
     adiabatic_index: float | None = None,
@@ -370,9 +353,9 @@ def phase_statistics(
     agree between the paths exactly (fractions to round-off of the float64 sums).
     """
     path = Path(path)
-    if len(names) != 3:
-        raise ValueError(f"need three phase names, got {list(names)}")
-    thresholds = _check_thresholds(thresholds_K)
+    if len(names) != N_PHASES:
+        raise ValueError(f"need {N_PHASES} phase names, got {list(names)}")
+    thresholds = check_thresholds(thresholds_K)
     fields, attrs = _load(path, chunk_cells)
     mu, gamma = gas_properties(attrs, mean_molecular_weight, adiabatic_index)
     vmean = mean_velocity(fields)
@@ -495,7 +478,7 @@ def _histograms(parts, names, thresholds, ncells) -> xr.Dataset:
 def phase_slices(
     path: str | Path,
     mean_velocity_kms: Sequence[float],
-    thresholds_K: Sequence[float] = (200.0, 5000.0),
+    thresholds_K: Sequence[float] = DEFAULT_THRESHOLDS_K,
     axis: int = 1,
     index: int | None = None,
     mean_molecular_weight: float | None = None,
@@ -558,8 +541,8 @@ def run_phases(
     num_workers: int = 1,
 ) -> PhaseResult:
     """The `phases` stage: write the table (CSV), the 2-D histograms and a slice (NetCDF)."""
-    thresholds = phases_config.get("thresholds_K", (200.0, 5000.0))
-    names = phases_config.get("names", ("CNM", "UNM", "WNM"))
+    thresholds = phases_config.get("thresholds_K", DEFAULT_THRESHOLDS_K)
+    names = phases_config.get("names", DEFAULT_PHASE_NAMES)
     mu = phases_config.get("mean_molecular_weight")
     gamma = phases_config.get("adiabatic_index")
     result = phase_statistics(snapshot, thresholds, names, chunk_cells, mu, gamma, num_workers)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +233,8 @@ def snapshot_writer(
         "adiabatic_index": DEFAULT_ADIABATIC_INDEX,
     }
     global_attrs.update(attrs or {})
-    with atomic_output(path) as tmp:
+    # free space for the fields, checked before the first byte is written
+    with atomic_output(path, expected_bytes=math.prod(shape) * 4 * len(FIELDS)) as tmp:
         with h5netcdf.File(tmp, "w") as f:
             f.dimensions = dict(zip(DIMS, shape))
             for axis, dim in enumerate(DIMS):

@@ -40,6 +40,7 @@ import scipy.fft
 from scipy import optimize, special
 
 from cosmicflow.constants import K_B, KM_CM, M_U, UG_G
+from cosmicflow.phase_rule import DEFAULT_PHASE_NAMES, DEFAULT_THRESHOLDS_K, N_PHASES, phase_index
 
 __all__ = [
     "ADIABATIC_INDEX",
@@ -768,18 +769,16 @@ def _rms_gradient(f: np.ndarray, dx: float) -> float:
     return math.sqrt(total)
 
 
-def phase_fractions(density: np.ndarray, temperature: np.ndarray, thresholds_K=(200.0, 5000.0)
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def phase_fractions(density: np.ndarray, temperature: np.ndarray,
+                    thresholds_K=DEFAULT_THRESHOLDS_K) -> tuple[np.ndarray, np.ndarray]:
     """(volume, mass) fractions of CNM (T < t0), UNM, WNM (T > t1), accumulated in float64,
-    by the phase rule of :func:`cosmicflow.phases.phase_index`."""
-    from cosmicflow.phases import phase_index
-
-    vol = np.zeros(3)
-    mass = np.zeros(3)
+    by the phase rule of :func:`cosmicflow.phase_rule.phase_index`."""
+    vol = np.zeros(N_PHASES)
+    mass = np.zeros(N_PHASES)
     for i in range(density.shape[0]):
         phase = phase_index(temperature[i], thresholds_K).ravel()
-        vol += np.bincount(phase, minlength=3)
-        mass += np.bincount(phase, weights=density[i].astype(np.float64).ravel(), minlength=3)
+        vol += np.bincount(phase, minlength=N_PHASES)
+        mass += np.bincount(phase, weights=density[i].astype(np.float64).ravel(), minlength=N_PHASES)
     return vol / vol.sum(), mass / mass.sum()
 
 
@@ -803,8 +802,8 @@ def multiphase(
     l_max_pc: float | None = None,
     density_spectral_index: float = -3.0,
     field_density_exponent: float = 0.3,
-    t_cnm_K: float = 200.0,
-    t_wnm_K: float = 5000.0,
+    t_cnm_K: float = DEFAULT_THRESHOLDS_K[0],
+    t_wnm_K: float = DEFAULT_THRESHOLDS_K[1],
 ) -> tuple[dict[str, np.ndarray], dict]:
     r"""A statistical model of a thermally bistable, magnetised, turbulent ISM.
 
@@ -1006,7 +1005,7 @@ def multiphase(
         "t_wnm_K": t_wnm,
         "mean_molecular_weight": MEAN_MOLECULAR_WEIGHT,
         "adiabatic_index": ADIABATIC_INDEX,
-        "phase_names": "CNM, UNM, WNM",
+        "phase_names": ", ".join(DEFAULT_PHASE_NAMES),
         "volume_fractions": [float(x) for x in vol],
         "mass_fractions": [float(x) for x in mass],
         "calibrated_volume_boundaries": [float(special.ndtr(pmap.z_wnm)),

@@ -4,9 +4,9 @@
 rule fig1_slices:
     input:
         slices=expand(rules.phases.output.slices, medium=MEDIA),
-        code=package_code("plotting"),
+        code=script_code("plot_fig1_slices"),
     output:
-        png="results/figures/fig1_slices.png",
+        png=report("results/figures/fig1_slices.png", caption="../report/fig1_slices.rst", category="Medium"),
         pdf="results/figures/fig1_slices.pdf",
     params:
         media=MEDIA,
@@ -21,9 +21,9 @@ rule fig1_slices:
 rule fig2_phase_histograms:
     input:
         histograms=expand(rules.phases.output.histograms, medium=MEDIA),
-        code=package_code("plotting"),
+        code=script_code("plot_fig2_phase_histograms"),
     output:
-        png="results/figures/fig2_phase_histograms.png",
+        png=report("results/figures/fig2_phase_histograms.png", caption="../report/fig2_phase_histograms.rst", category="Medium"),
         pdf="results/figures/fig2_phase_histograms.pdf",
     params:
         media=MEDIA,
@@ -39,9 +39,9 @@ rule fig2_phase_histograms:
 rule fig3_gradient_histogram:
     input:
         gradients=expand(rules.gradients.output.gradients, medium=MEDIA),
-        code=package_code("plotting"),
+        code=script_code("plot_fig3_gradient_histogram"),
     output:
-        png="results/figures/fig3_gradient_histogram.png",
+        png=report("results/figures/fig3_gradient_histogram.png", caption="../report/fig3_gradient_histogram.rst", category="Medium"),
         pdf="results/figures/fig3_gradient_histogram.pdf",
     params:
         media=MEDIA,

@@ -5,7 +5,7 @@ rule fig4_trajectory_3d:
     input:
         snapshot=snapshot_path(fig4_medium()),
         batch=particle_batch_path(fig4_medium(), fig4_energy(), "isotropic", 0),
-        code=package_code("plotting", "plotting_transport", "fieldlines"),
+        code=script_code("plot_fig4_trajectory_3d"),
     output:
         png=report("results/figures/fig4_trajectory_3d.png", caption="../report/fig4_trajectory_3d.rst", category="Transport"),
         pdf="results/figures/fig4_trajectory_3d.pdf",
@@ -20,7 +20,7 @@ rule fig4_trajectory_3d:
 rule fig5_scattering_histograms:
     input:
         batches=fig5_batches,
-        code=package_code("plotting", "plotting_transport"),
+        code=script_code("plot_fig5_scattering_histograms"),
     output:
         png=report("results/figures/fig5_scattering_histograms.png", caption="../report/fig5_scattering_histograms.rst", category="Transport"),
         pdf="results/figures/fig5_scattering_histograms.pdf",
@@ -39,7 +39,7 @@ rule fig5_scattering_histograms:
 rule fig6_dmumu_vs_mu0:
     input:
         results=mono_results(),
-        code=package_code("plotting", "plotting_transport"),
+        code=script_code("plot_fig6_dmumu_vs_mu0"),
     output:
         png=report("results/figures/fig6_dmumu_vs_mu0.png", caption="../report/fig6_dmumu_vs_mu0.rst", category="Transport"),
         pdf="results/figures/fig6_dmumu_vs_mu0.pdf",
@@ -56,7 +56,7 @@ rule fig6_dmumu_vs_mu0:
 rule fig7_diffusion_vs_energy:
     input:
         results=isotropic_results(),
-        code=package_code("plotting", "plotting_transport"),
+        code=script_code("plot_transport_vs_energy"),
     output:
         png=report("results/figures/fig7_diffusion_vs_energy.png", caption="../report/fig7_diffusion_vs_energy.rst", category="Transport"),
         pdf="results/figures/fig7_diffusion_vs_energy.pdf",

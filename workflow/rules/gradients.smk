@@ -5,7 +5,7 @@
 rule gradients:
     input:
         snapshot=rules.snapshot.output.snapshot,
-        code=package_code("gradients", "binning"),
+        code=script_code("gradients"),
     output:
         gradients="results/{medium}/gradients.nc",
     params:

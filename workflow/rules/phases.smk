@@ -5,7 +5,7 @@
 rule phases:
     input:
         snapshot=rules.snapshot.output.snapshot,
-        code=package_code("phases", "binning"),
+        code=script_code("phases"),
     output:
         table="results/{medium}/phases.csv",
         histograms="results/{medium}/phase_histograms.nc",

@@ -5,11 +5,12 @@
 rule transport:
     input:
         batches=transport_batches,
-        code=package_code("transport"),
+        code=script_code("transport"),
     output:
         transport="results/{medium}/transport/E{energy}_{injection}.nc",
     params:
         transport=config["transport"],
+        energy_PeV=lambda wildcards: energy_value(wildcards.energy, wildcards.injection),
     conda:
         "../envs/cosmicflow.yaml"
     benchmark:
@@ -23,7 +24,7 @@ rule transport:
 rule summary:
     input:
         transport=transport_results(),
-        code=package_code("transport"),
+        code=script_code("transport_summary"),
     output:
         summary="results/transport_summary.csv",
     conda:

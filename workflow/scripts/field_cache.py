@@ -5,6 +5,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+from cosmicflow.io import one_line_errors  # noqa: E402
+
+one_line_errors()  # bad input, full disk: one line naming the file
 
 from cosmicflow.integrate import write_field_cache  # noqa: E402
 

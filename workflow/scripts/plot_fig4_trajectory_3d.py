@@ -3,6 +3,9 @@
 import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+from cosmicflow.io import one_line_errors  # noqa: E402
+
+one_line_errors()  # bad input, full disk: one line naming the file
 
 import xarray as xr  # noqa: E402
 

@@ -5,6 +5,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+from cosmicflow.io import one_line_errors  # noqa: E402
+
+one_line_errors()  # bad input, full disk: one line naming the file
 
 from cosmicflow.transport import write_transport  # noqa: E402
 
@@ -14,7 +17,7 @@ write_transport(
     params=snakemake.params.transport,  # noqa: F821
     config={
         "medium": snakemake.wildcards.medium,  # noqa: F821
-        "energy_PeV": snakemake.wildcards.energy,  # noqa: F821
+        "energy_PeV": snakemake.params.energy_PeV,  # noqa: F821
         "injection": snakemake.wildcards.injection,  # noqa: F821
     },
 )
