@@ -20,6 +20,7 @@ include: "workflow/rules/phases.smk"
 include: "workflow/rules/gradients.smk"
 include: "workflow/rules/figures_medium.smk"
 include: "workflow/rules/figures_transport.smk"
+include: "workflow/rules/regime.smk"
 
 
 rule all:

@@ -146,7 +146,7 @@ def correlation_length(
         power = spec if power is None else power + spec
         del f, spec
     sub = tuple(int(s) for s in np.ceil(shape / stride).astype(int))
-    corr = np.fft.irfftn(power, s=sub)
+    corr = np.fft.irfftn(power, s=sub, axes=(0, 1, 2))
     if not corr[0, 0, 0] > 0:
         raise ValueError("correlation_length: the field has no fluctuations (δB = 0)")
     corr /= corr[0, 0, 0]
@@ -312,7 +312,7 @@ def diagnose(
         )
     if flags["no_nonadiabatic"]:
         caveats.append(
-            f"only {out['eps_gt1_fraction']:.2g} of particle time has epsilon = |grad B| r_L/B > 1: "
+            f"only {100 * out['eps_gt1_fraction']:.2g} % of particle time has epsilon = |grad B| r_L/B > 1: "
             "the non-adiabatic (field-gradient) scattering of the paper is absent"
         )
     if flags["duration_short"]:

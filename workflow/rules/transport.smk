@@ -6,6 +6,8 @@ rule transport:
     input:
         batches=transport_batches,
         code=package_code("transport"),
+        field_statistics="results/{medium}/field_statistics.json",
+        regime_code=package_code("regime"),
     output:
         transport="results/{medium}/transport/E{energy}_{injection}.nc",
     params:
