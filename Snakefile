@@ -20,6 +20,8 @@ include: "workflow/rules/phases.smk"
 include: "workflow/rules/gradients.smk"
 include: "workflow/rules/figures_medium.smk"
 include: "workflow/rules/figures_transport.smk"
+include: "workflow/rules/regime.smk"
+include: "workflow/rules/convergence.smk"
 
 
 rule all:

@@ -89,45 +89,69 @@ def load_results(paths: Sequence[str]) -> dict[str, dict[float, xr.Dataset]]:
 # --------------------------------------------------------------------------------------------
 
 
-def pick_trajectory(batch: xr.Dataset) -> int:
-    """Index of the stored trajectory that best shows a mirror reflection.
+def reflections(mu: np.ndarray, b: np.ndarray, min_abs_mu: float = 0.3) -> list[tuple[int, float]]:
+    """Mirror reflections along one trajectory: (sample index, |B| there / median |B|).
 
-    Prefers the trajectory whose mu changes sign most decisively (largest max(mu) - min(mu)
-    with both signs present); falls back to the first.
+    A reflection is a sign change of μ between two excursions with |μ| >= ``min_abs_mu`` on
+    both sides (so a wobble about μ = 0 does not count); its index is the sign change.
     """
+    mu = np.asarray(mu, float)
+    b = np.asarray(b, float)
+    ok = np.isfinite(mu) & np.isfinite(b)
+    mu, b = mu[ok], b[ok]
+    if mu.size < 3:
+        return []
+    big = np.flatnonzero(np.abs(mu) >= min_abs_mu)
+    out = []
+    for k0, k1 in zip(big[:-1], big[1:]):
+        if np.sign(mu[k0]) != np.sign(mu[k1]):
+            seg = np.arange(k0, k1 + 1)
+            k = int(seg[np.argmin(np.abs(mu[seg]))])
+            out.append((k, float(b[k] / np.median(b))))
+    return out
+
+
+def pick_trajectory(batch: xr.Dataset) -> tuple[int, int | None]:
+    """(trajectory, sample) that best shows a mirror reflection: μ reverses (|μ| >= 0.3 on
+    both sides) where |B| is highest relative to the trajectory's median; falls back to the
+    trajectory with the widest μ range (sample None) when no stored trajectory reflects."""
     mu = batch["traj_mu"].values
-    span = np.where((mu.max(axis=1) > 0) & (mu.min(axis=1) < 0), mu.max(axis=1) - mu.min(axis=1), -1)
-    return int(np.argmax(span)) if np.any(span > 0) else 0
-
-
-def _segment_in_box(pos: np.ndarray, origin: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, int]:
-    """Shift of whole boxes that puts the trajectory start in the box, and how long it stays."""
-    shift = np.floor((pos[0] - origin) / box) * box
-    inside = np.all((pos - shift >= origin) & (pos - shift <= origin + box), axis=1)
-    leave = np.argmin(inside) if not inside.all() else len(pos)
-    return shift, max(int(leave), 2)
+    b = batch["traj_B"].values
+    best, best_score = (0, None), -np.inf
+    for i in range(mu.shape[0]):
+        for k, ratio in reflections(mu[i], b[i]):
+            if ratio > best_score:
+                best, best_score = (i, k), ratio
+    if best[1] is not None:
+        return best
+    span = np.nanmax(mu, axis=1) - np.nanmin(mu, axis=1) if mu.size else np.zeros(0)
+    return (int(np.nanargmax(span)) if span.size else 0), None
 
 
 def _face_colors(values: np.ndarray, cmap, norm) -> np.ndarray:
     return cmap(norm(values))
 
 
-def _draw_box_faces(ax, snap: Snapshot, field: np.ndarray, shift: np.ndarray, cmap, norm, stride: int):
-    """Paint three faces of the (shifted) periodic box with ``field`` sampled on them."""
-    o = snap.origin_pc + shift
-    box = snap.box_pc
-    xs = [snap.coordinate(a)[::stride] + shift[a] for a in range(3)]
-    # x = min face (y-z plane), y = max face (x-z), z = min face (x-y)
-    Y, Z = np.meshgrid(xs[1], xs[2], indexing="ij")
-    ax.plot_surface(np.full_like(Y, o[0]), Y, Z, facecolors=_face_colors(field[0, ::stride, ::stride], cmap, norm),
-                    shade=False, rstride=1, cstride=1, linewidth=0, antialiased=False, alpha=0.85)
-    X, Z = np.meshgrid(xs[0], xs[2], indexing="ij")
-    ax.plot_surface(X, np.full_like(X, o[1] + box[1]), Z,
-                    facecolors=_face_colors(field[::stride, -1, ::stride], cmap, norm),
-                    shade=False, rstride=1, cstride=1, linewidth=0, antialiased=False, alpha=0.85)
-    X, Y = np.meshgrid(xs[0], xs[1], indexing="ij")
-    ax.plot_surface(X, Y, np.full_like(X, o[2]), facecolors=_face_colors(field[::stride, ::stride, 0], cmap, norm),
-                    shade=False, rstride=1, cstride=1, linewidth=0, antialiased=False, alpha=0.85)
+def _draw_faces(ax, snap: Snapshot, name: str, lo: np.ndarray, hi: np.ndarray, cmap, norm, n: int = 64):
+    """Paint log10 ``name`` on three faces (x = lo, y = hi, z = lo) of the box [lo, hi], sampled
+    from the periodic snapshot (so an unwrapped view shows the periodic images)."""
+    from cosmicflow.fieldlines import sample_periodic
+
+    grid = (np.log10(np.asarray(snap[name], dtype=np.float64)),)
+    u = [np.linspace(lo[a], hi[a], n) for a in range(3)]
+    faces = [
+        (0, lo[0], np.meshgrid(u[1], u[2], indexing="ij"), (1, 2)),
+        (1, hi[1], np.meshgrid(u[0], u[2], indexing="ij"), (0, 2)),
+        (2, lo[2], np.meshgrid(u[0], u[1], indexing="ij"), (0, 1)),
+    ]
+    for axis, value, (P, Q), (pa, qa) in faces:
+        pts = np.zeros(P.shape + (3,))
+        pts[..., axis] = value
+        pts[..., pa], pts[..., qa] = P, Q
+        field = sample_periodic(grid, pts.reshape(-1, 3), snap.origin_pc, snap.cell_pc)[0].reshape(P.shape)
+        xyz = [pts[..., 0], pts[..., 1], pts[..., 2]]
+        ax.plot_surface(*xyz, facecolors=_face_colors(field, cmap, norm), shade=False, rstride=1,
+                        cstride=1, linewidth=0, antialiased=False, alpha=0.8)
 
 
 def _colored_line(ax, pos: np.ndarray, values: np.ndarray, cmap, norm, lw: float):
@@ -141,83 +165,103 @@ def _colored_line(ax, pos: np.ndarray, values: np.ndarray, cmap, norm, lw: float
 def fig4_trajectory_3d(
     snap: Snapshot,
     batch: xr.Dataset,
-    n_field_lines: int = 12,
+    n_field_lines: int = 10,
     seed: int = 0,
-    max_face_cells: int = 96,
 ) -> plt.Figure:
-    """Paper Fig. 4: (a) log10 n on the box faces, field lines coloured by |B|, one trajectory
-    coloured by tΩ; (b) log10 T, the same field lines, the trajectory coloured by μ.
+    """Paper Fig. 4: a whole test-particle run with a mirror reflection, in the medium.
 
-    The trajectory is the stored one with the clearest mirror reflection (:func:`pick_trajectory`),
-    drawn while it stays inside one periodic image of the box; field lines are seeded in a
-    bundle around its start (radius 2 r_L) and traced both ways.
+    (a) log10 n on three faces of the region the particle explores (sampled from the periodic
+    snapshot, so periodic images appear when the run leaves the box), field lines through the
+    reflection point coloured by |B|, the trajectory coloured by tΩ; (b) the same with log10 T
+    and the trajectory coloured by μ; (c) μ and |B| along the run against tΩ, the reflection
+    (μ changing sign where |B| is high) marked in every panel. The trajectory is the stored
+    one whose reflection happens at the highest |B| relative to its median
+    (:func:`pick_trajectory`), drawn unwrapped for its whole duration.
     """
-    itraj = pick_trajectory(batch)
+    itraj, k_ref = pick_trajectory(batch)
     pos = batch["traj_position"].values[itraj]
     t_omega = batch["traj_t_omega"].values[itraj]
     mu = batch["traj_mu"].values[itraj]
-    finite = np.all(np.isfinite(pos), axis=1)
-    pos, t_omega, mu = pos[finite], t_omega[finite], mu[finite]
-    shift, n_keep = _segment_in_box(pos, snap.origin_pc, snap.box_pc)
-    pos, t_omega, mu = pos[:n_keep] - shift, t_omega[:n_keep], mu[:n_keep]
-    shift = np.zeros(3)  # the trajectory now sits in the primary box
-
+    b_traj = batch["traj_B"].values[itraj]
+    finite = np.all(np.isfinite(pos), axis=1) & np.isfinite(t_omega) & np.isfinite(mu)
+    pos, t_omega, mu, b_traj = pos[finite], t_omega[finite], mu[finite], b_traj[finite]
+    if k_ref is None:
+        k_ref = int(np.argmin(np.abs(mu)))
     r_l = float(batch.attrs.get("larmor_radius_pc", snap.cell_pc.min() * 10))
-    rng = np.random.default_rng(seed)
-    seeds = pos[0] + rng.normal(scale=2.0 * r_l, size=(n_field_lines, 3))
-    seeds = snap.origin_pc + np.mod(seeds - snap.origin_pc, snap.box_pc)
-    lines, strength = trace_field_lines(snap, seeds, length_pc=0.5 * snap.box_pc.min())
-    # keep only the parts of the lines inside the box so the picture stays the box
-    stride = max(1, int(np.ceil(max(snap.shape) / max_face_cells)))
-    log_n = np.log10(np.asarray(snap["density"]))
-    log_t = np.log10(np.asarray(snap["temperature"]))
+    # the region explored, padded by 2 r_L and made cubic (equal scales on the three axes)
+    centre = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
+    half = 0.5 * float(np.max(pos.max(axis=0) - pos.min(axis=0))) + 2 * r_l
+    lo, hi = centre - half, centre + half
 
-    fig = plt.figure(figsize=(PAGE_WIDTH_IN, 3.5))
+    rng = np.random.default_rng(seed)
+    seeds = pos[k_ref] + rng.normal(scale=1.0 * r_l, size=(n_field_lines, 3))
+    lines, strength = trace_field_lines(snap, seeds, length_pc=1.2 * half)
+
+    fig = plt.figure(figsize=(PAGE_WIDTH_IN, 6.6))
     b_norm = Normalize(vmin=float(np.percentile(strength, 2)), vmax=float(np.percentile(strength, 98)))
+    log_n = np.log10(np.asarray(snap["density"], dtype=np.float64))
+    log_t = np.log10(np.asarray(snap["temperature"], dtype=np.float64))
     panels = [
-        ("(a)", log_n, "viridis", r"$\log_{10}(n\,/\,\mathrm{cm^{-3}})$", t_omega, "plasma",
+        ("(a)", "density", log_n, "viridis", r"$\log_{10}(n\,/\,\mathrm{cm^{-3}})$", t_omega, "plasma",
          Normalize(vmin=0, vmax=float(t_omega.max()) or 1.0), r"$t\Omega$"),
-        ("(b)", log_t, "inferno", r"$\log_{10}(T\,/\,\mathrm{K})$", mu, "coolwarm",
+        ("(b)", "temperature", log_t, "inferno", r"$\log_{10}(T\,/\,\mathrm{K})$", mu, "coolwarm",
          Normalize(vmin=-1, vmax=1), r"$\mu$"),
     ]
-    for k, (label, field, fcmap, flabel, tvals, tcmap, tnorm, tlabel) in enumerate(panels):
-        ax = fig.add_axes([0.04 + 0.48 * k, 0.17, 0.44, 0.78], projection="3d")
-        ax.set_box_aspect((1, 1, 1), zoom=1.2)
-        # draw order as added (faces, then lines on top): mplot3d's depth sort hides lines
-        ax.computed_zorder = False
+    for k, (label, name, field, fcmap, flabel, tvals, tcmap, tnorm, tlabel) in enumerate(panels):
+        ax = fig.add_axes([0.0 + 0.5 * k, 0.36, 0.46, 0.6], projection="3d")
+        ax.set_box_aspect((1, 1, 1), zoom=0.82)
+        ax.computed_zorder = False  # draw order as added: faces, field lines, trajectory
         fnorm = Normalize(vmin=float(np.percentile(field, 1)), vmax=float(np.percentile(field, 99)))
-        _draw_box_faces(ax, snap, field, shift, plt.get_cmap(fcmap), fnorm, stride)
-        for line, b in zip(lines, strength):
-            inside = np.all((line >= snap.origin_pc) & (line <= snap.origin_pc + snap.box_pc), axis=1)
-            seg = np.where(inside)[0]
-            if len(seg) > 2:
-                _colored_line(ax, line[seg], b[seg], plt.get_cmap("cividis"), b_norm, 0.8)
-        _colored_line(ax, pos, tvals, plt.get_cmap(tcmap), tnorm, 1.4)
-        o, L = snap.origin_pc, snap.box_pc
-        ax.set_xlim(o[0], o[0] + L[0])
-        ax.set_ylim(o[1], o[1] + L[1])
-        ax.set_zlim(o[2], o[2] + L[2])
-        ax.set_xlabel("x [pc]", labelpad=-6, fontsize=7)
-        ax.set_ylabel("y [pc]", labelpad=-6, fontsize=7)
-        ax.set_zlabel("z [pc]", labelpad=-6, fontsize=7)
-        ax.tick_params(labelsize=6, pad=-2)
+        _draw_faces(ax, snap, name, lo, hi, plt.get_cmap(fcmap), fnorm)
+        for line, bl in zip(lines, strength):
+            inside = np.all((line >= lo) & (line <= hi), axis=1)
+            if inside.sum() > 2:
+                _colored_line(ax, np.where(inside[:, None], line, np.nan), bl, plt.get_cmap("cividis"),
+                              b_norm, 0.7)
+        _colored_line(ax, pos, tvals, plt.get_cmap(tcmap), tnorm, 1.0)
+        ax.scatter(*pos[k_ref], marker="*", s=70, color="k", zorder=5, depthshade=False)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_zlim(lo[2], hi[2])
+        for setter, lab in ((ax.set_xlabel, "x [pc]"), (ax.set_ylabel, "y [pc]"), (ax.set_zlabel, "z [pc]")):
+            setter(lab, labelpad=1, fontsize=7)
+        ax.tick_params(labelsize=6, pad=0)
         ax.set_title(label, loc="left", fontsize=9)
         sm_f = plt.cm.ScalarMappable(norm=fnorm, cmap=fcmap)
         sm_t = plt.cm.ScalarMappable(norm=tnorm, cmap=tcmap)
-        cb = fig.colorbar(sm_f, ax=ax, shrink=0.55, pad=0.02, location="left")
+        cax = fig.add_axes([0.06 + 0.5 * k, 0.355, 0.17, 0.014])
+        cb = fig.colorbar(sm_f, cax=cax, orientation="horizontal")
         cb.set_label(flabel, fontsize=7)
         cb.ax.tick_params(labelsize=6)
-        cb = fig.colorbar(sm_t, ax=ax, shrink=0.55, pad=0.12)
-        cb.set_label(tlabel, fontsize=7)
+        cax = fig.add_axes([0.27 + 0.5 * k, 0.355, 0.17, 0.014])
+        cb = fig.colorbar(sm_t, cax=cax, orientation="horizontal")
+        cb.set_label(("trajectory " + tlabel), fontsize=7)
         cb.ax.tick_params(labelsize=6)
+    # (c) mu and |B| along the whole run
+    ax = fig.add_axes([0.09, 0.07, 0.62, 0.19])
+    ax.plot(t_omega, mu, color="tab:blue", lw=0.6)
+    ax.axhline(0, color="0.6", lw=0.5)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel(r"$t\Omega$", fontsize=8)
+    ax.set_ylabel(r"$\mu$", fontsize=8, color="tab:blue")
+    ax.tick_params(labelsize=7)
+    ax2 = ax.twinx()
+    ax2.plot(t_omega, b_traj, color="tab:orange", lw=0.6)
+    ax2.set_ylabel(r"$|B|$ [$\mu$G]", fontsize=8, color="tab:orange")
+    ax2.tick_params(labelsize=7)
+    ax.axvline(t_omega[k_ref], color="k", ls=":", lw=0.8)
+    ax.plot([t_omega[k_ref]], [mu[k_ref]], marker="*", color="k", ms=8, ls="none")
+    ax.set_xlim(t_omega[0], t_omega[-1])
+    ax.set_title("(c) along the trajectory: reflection (star) where $\\mu$ changes sign", loc="left", fontsize=8)
     sm_b = plt.cm.ScalarMappable(norm=b_norm, cmap="cividis")
-    cax = fig.add_axes([0.30, 0.09, 0.40, 0.025])
-    cb = fig.colorbar(sm_b, cax=cax, orientation="horizontal")
+    cax = fig.add_axes([0.80, 0.07, 0.015, 0.19])
+    cb = fig.colorbar(sm_b, cax=cax)
     cb.set_label(r"field-line $|B|$ [$\mu$G]", fontsize=7)
     cb.ax.tick_params(labelsize=6)
     e = batch.attrs.get("energy_PeV", float("nan"))
-    fig.text(0.5, 0.96, f"{batch.attrs.get('medium', '')}: E = {float(e):g} PeV, "
-             f"$r_L$ = {r_l:.2f} pc", ha="center", fontsize=9)
+    fig.text(0.5, 0.985, f"{batch.attrs.get('medium', '')}: E = {float(e):g} PeV, $r_L$ = {r_l:.2f} pc, "
+             f"whole run of {t_omega[-1] / (2 * np.pi):.0f} gyro-periods (unwrapped)", ha="center",
+             va="top", fontsize=9)
     return fig
 
 
@@ -300,28 +344,136 @@ def is_multiphase(result: xr.Dataset, min_fraction: float = 0.01) -> bool:
 
 
 def medium_style(results: Mapping[float, xr.Dataset]) -> dict:
-    """Paper convention: multiphase media solid lines, single-phase (isothermal) dashed + circles."""
+    """Paper convention: multiphase media solid lines + squares, single-phase (isothermal)
+    dashed + circles. Markers are filled: an open marker always means "no plateau"."""
     any_ds = next(iter(results.values()))
     if is_multiphase(any_ds):
         return {"linestyle": "-", "marker": "s", "markersize": 4}
-    return {"linestyle": "--", "marker": "o", "markersize": 4, "markerfacecolor": "white"}
+    return {"linestyle": "--", "marker": "o", "markersize": 4}
 
 
-def plateau_or_late(result: xr.Dataset, name: str) -> tuple[np.ndarray, bool]:
-    """The plateau value of ``name`` if a diffusive plateau was reached, else the running value
-    at the last output time (flagged False so figures can mark it)."""
-    plateau = np.asarray(result[f"{name}_plateau"].values, dtype=float)
-    if np.all(np.isfinite(plateau)):
-        return plateau, True
-    return np.asarray(result[name].isel(time=-1).values, dtype=float), False
+#: legend text of each kind of point (docs: cosmicflow.transport "Plateau rule")
+POINT_LABELS = {
+    "plateau": "plateau (68 % interval: particles or realisations, window)",
+    "lower": r"no plateau: running $D(t_{\rm end})$, still rising (lower limit)",
+    "upper": r"no plateau: running $D(t_{\rm end})$, still falling (upper limit)",
+    "none": r"no plateau, undetermined: running $D(t_{\rm end})$",
+}
 
 
-def _interval_err(result: xr.Dataset, name: str, value: float) -> tuple[float, float]:
-    key = f"{name}_plateau_interval"
-    if key not in result or not np.all(np.isfinite(result[key].values)):
-        return 0.0, 0.0
-    lo, hi = (float(v) for v in result[key].values)
-    return max(value - lo, 0.0), max(hi - value, 0.0)
+def transport_point(result: xr.Dataset, name: str) -> dict:
+    """What a figure may draw for ``name`` (``D_par`` or ``D_perp``) of one result.
+
+    Returns ``{"kind", "value", "lower", "upper"}``: kind ``"plateau"`` with the combined
+    value and interval (:mod:`cosmicflow.transport`), or, without a plateau, the regime's
+    ``limit_kind`` (``"lower"``, ``"upper"``, ``"none"``) with the running value at the last
+    output time, which is never a plateau value and must be drawn as an open marker (with
+    an arrow for a limit). No plateau value is ever taken from the running curve.
+    """
+    if int(result.attrs.get(f"{name}_plateau_reached", 0)):
+        lo, hi = (float(v) for v in result[f"{name}_combined_interval"].values)
+        return {"kind": "plateau", "value": float(result[f"{name}_combined"]), "lower": lo, "upper": hi}
+    kind = str(result.attrs.get(f"{name}_limit_kind", "none"))
+    return {"kind": kind, "value": float(result[name].isel(time=-1)), "lower": np.nan, "upper": np.nan}
+
+
+def regime_flags(result: xr.Dataset) -> dict[str, bool]:
+    """The regime flags of a result (cosmicflow.regime.FLAGS); False when not recorded."""
+    from cosmicflow.regime import FLAGS
+
+    return {f: bool(int(result.attrs.get(f"flag_{f}", 0))) for f in FLAGS}
+
+
+def _draw_points(ax, energies, points, color, style, name, medium):
+    """Plateau points filled with error bars and joined; the rest open, arrows for limits.
+
+    Every artist gets a ``gid`` "<kind>|<name>|<medium>" so tests can read what was drawn.
+    """
+    e = np.asarray(energies, float)
+    kinds = np.array([p["kind"] for p in points])
+    v = np.array([p["value"] for p in points])
+    plateau = kinds == "plateau"
+    y_line = np.where(plateau, v, np.nan)
+    ax.plot(e, y_line, color=color, ls=style["linestyle"], lw=1.2, gid=f"line|{name}|{medium}")
+    if plateau.any():
+        lo = np.array([p["lower"] for p in points])[plateau]
+        hi = np.array([p["upper"] for p in points])[plateau]
+        yerr = np.stack([v[plateau] - lo, hi - v[plateau]])
+        ax.errorbar(e[plateau], v[plateau], yerr=np.clip(yerr, 0, None), fmt="none", ecolor=color,
+                    capsize=2, lw=0.9)
+        ax.plot(e[plateau], v[plateau], ls="none", marker=style["marker"], ms=4, color=color,
+                gid=f"plateau|{name}|{medium}")
+    for kind, factor in (("lower", 1.8), ("upper", 1 / 1.8), ("none", None)):
+        sel = kinds == kind
+        if not sel.any():
+            continue
+        ax.plot(e[sel], v[sel], ls="none", marker=style["marker"], ms=5, markerfacecolor="white",
+                markeredgecolor=color, gid=f"{kind}|{name}|{medium}")
+        if factor is not None:
+            for x, y in zip(e[sel], v[sel]):
+                ax.annotate("", xy=(x, y * factor), xytext=(x, y),
+                            arrowprops={"arrowstyle": "-|>", "color": color, "lw": 0.9,
+                                        "mutation_scale": 7})
+
+
+def _flag_overlays(ax, energies, values, results):
+    """Grey × on points whose r_L is unresolved, a red ring where λ∥ exceeds the box."""
+    e = np.asarray(energies, float)
+    v = np.asarray(values, float)
+    unres = np.array([regime_flags(ds)["rl_unresolved"] for ds in results])
+    boxed = np.array([regime_flags(ds)["mfp_box_limited"] for ds in results])
+    ok = np.isfinite(v) & (v > 0)
+    ax.plot(e[unres & ok], v[unres & ok], ls="none", marker="x", ms=7, color="0.45", mew=0.9,
+            gid="flag|rl_unresolved")
+    ax.plot(e[boxed & ok], v[boxed & ok], ls="none", marker="o", ms=10, markerfacecolor="none",
+            markeredgecolor="tab:red", mew=0.8, gid="flag|mfp_box_limited")
+
+
+def _min_decades(ax, decades: float) -> None:
+    """Widen a log y axis symmetrically (in log) to span at least ``decades``."""
+    lo, hi = ax.get_ylim()
+    if lo <= 0 or hi <= lo:
+        return
+    span = np.log10(hi / lo)
+    if span < decades:
+        mid = 0.5 * (np.log10(lo) + np.log10(hi))
+        ax.set_ylim(10 ** (mid - decades / 2), 10 ** (mid + decades / 2))
+
+
+def _kind_handles(kinds_used, flags_used):
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if "plateau" in kinds_used:
+        handles.append(Line2D([], [], color="k", marker="s", ms=4, ls="none", label=POINT_LABELS["plateau"]))
+    for kind, arrow in (("lower", r"$\uparrow$"), ("upper", r"$\downarrow$"), ("none", "")):
+        if kind in kinds_used:
+            handles.append(Line2D([], [], color="k", marker="s", ms=5, markerfacecolor="white", ls="none",
+                                  label=POINT_LABELS[kind] + (f" {arrow}" if arrow else "")))
+    if flags_used.get("rl_unresolved"):
+        handles.append(Line2D([], [], color="0.45", marker="x", ms=7, ls="none",
+                              label=r"$r_L$ unresolved ($r_L < 10\,\Delta x$): not the paper's regime"))
+    if flags_used.get("mfp_box_limited"):
+        handles.append(Line2D([], [], color="tab:red", marker="o", ms=9, markerfacecolor="none", ls="none",
+                              label=r"$\lambda_\parallel = 3D_\parallel/c$ > box: box-limited"))
+    return handles
+
+
+def caveat_lines(media: Mapping[str, Mapping[float, xr.Dataset]]) -> list[str]:
+    """One plain-language line per medium listing the energies with each regime flag."""
+    names = {"rl_unresolved": "r_L unresolved", "rl_above_lc": "r_L > l_c",
+             "mfp_box_limited": "lambda_par > box", "no_nonadiabatic": "no eps > 1",
+             "duration_short": "run < 10 scattering times"}
+    lines = []
+    for medium, by_energy in media.items():
+        parts = []
+        for flag, text in names.items():
+            es = [e for e in sorted(by_energy) if regime_flags(by_energy[e]).get(flag)]
+            if es:
+                parts.append(f"{text} at {', '.join(f'{e:g}' for e in es)} PeV")
+        if parts:
+            lines.append(f"{medium}: " + "; ".join(parts))
+    return lines
 
 
 def _energy_axes(ax, energies) -> None:
@@ -385,79 +537,114 @@ def _empirical_band(ax, e_pev: np.ndarray):
 def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
     """Paper Fig. 7: plateau D∥ (Eq. 8), D⊥ (Eq. 9) [cm^2 s^-1] and D_μμ/Ω (Eq. 10) vs energy.
 
-    ``media`` maps medium name to {energy [PeV]: isotropic transport result}. Error bars are the
-    bootstrap intervals; where no diffusive plateau was reached the last running value is drawn
-    with an open, grey-edged marker and no error bar.
+    ``media`` maps medium name to {energy [PeV]: isotropic transport result}. Plateau values
+    (filled, joined, error bars = the combined 68 % interval) only; where the plateau test
+    fails, the running value at the last output time is drawn open, with an arrow when the
+    regime makes it a limit (:func:`transport_point`). D_μμ/Ω points whose early window is not
+    linear in t are drawn open. Grey × marks unresolved r_L, a red ring a box-limited λ∥
+    (:mod:`cosmicflow.regime`); the flagged energies are listed under the panels. Every D
+    axis spans at least 1.5 decades so that a 10 % difference does not look large.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 2.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.6), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    all_e = []
+    all_e, kinds_used, flags_used = [], set(), {}
+    medium_handles = []
+    from matplotlib.lines import Line2D
+
     for k, (name, by_energy) in enumerate(media.items()):
         energies, results = _energy_series(by_energy)
         all_e.extend(energies)
         style = medium_style(by_energy)
         color = colors[k % len(colors)]
+        medium_handles.append(Line2D([], [], color=color, ls=style["linestyle"], marker=style["marker"],
+                                     ms=4, label=name))
         for ax, var in zip(axes[:2], ("D_par", "D_perp")):
-            vals, errs, reached = [], [], []
-            for ds in results:
-                v, ok = plateau_or_late(ds, var)
-                vals.append(float(v))
-                errs.append(_interval_err(ds, var, float(v)) if ok else (0.0, 0.0))
-                reached.append(ok)
-            vals, reached = np.array(vals), np.array(reached)
-            ax.plot(energies, vals, color=color, ls=style["linestyle"], lw=1.2, label=name)
-            ax.errorbar(energies[reached], vals[reached], yerr=np.array(errs)[reached].T, fmt="none",
-                        ecolor=color, capsize=2)
-            ax.plot(energies[reached], vals[reached], ls="none", marker=style["marker"], color=color,
-                    markersize=4, markerfacecolor=style.get("markerfacecolor", color))
-            ax.plot(energies[~reached], vals[~reached], ls="none", marker=style["marker"],
-                    markersize=5, markerfacecolor="white", markeredgecolor="0.5")
+            points = [transport_point(ds, var) for ds in results]
+            kinds_used.update(p["kind"] for p in points)
+            _draw_points(ax, energies, points, color, style, var, name)
+            _flag_overlays(ax, energies, [p["value"] for p in points], results)
+        for ds in results:
+            for f, v in regime_flags(ds).items():
+                flags_used[f] = flags_used.get(f, False) or v
         y = np.array([float(ds["D_mumu_over_omega_early"]) for ds in results])
         iv = np.array([ds["D_mumu_over_omega_early_interval"].values for ds in results])
-        axes[2].errorbar(energies, y, yerr=np.abs(np.stack([y - iv[:, 0], iv[:, 1] - y])), color=color,
-                         capsize=2, label=name, **style)
+        linear = np.array([ds.attrs.get("D_mumu_regime") == "diffusive" for ds in results])
+        err = np.clip(np.stack([y - iv[:, 0], iv[:, 1] - y]), 0, None)
+        axes[2].plot(energies, y, color=color, ls=style["linestyle"], lw=1.0)
+        axes[2].errorbar(energies, y, yerr=err, fmt="none", ecolor=color, capsize=2, lw=0.9)
+        axes[2].plot(energies[linear], y[linear], ls="none", marker=style["marker"], ms=4, color=color,
+                     gid=f"plateau|D_mumu|{name}")
+        axes[2].plot(energies[~linear], y[~linear], ls="none", marker=style["marker"], ms=5,
+                     markerfacecolor="white", markeredgecolor=color, gid=f"nonlinear|D_mumu|{name}")
+        if (~linear).any():
+            kinds_used.add("dmumu_nonlinear")
     _empirical_band(axes[0], np.array(all_e))
     labels = (r"$D_\parallel$ [cm$^2$ s$^{-1}$]", r"$D_\perp$ [cm$^2$ s$^{-1}$]", r"$D_{\mu\mu}/\Omega$")
     for ax, lab in zip(axes, labels):
         _energy_axes(ax, all_e)
         ax.set_ylabel(lab, fontsize=8)
-    axes[0].legend(fontsize=6, frameon=False, loc="upper left")
-    axes[2].legend(fontsize=7, frameon=False)
+    for ax in axes[:2]:
+        _min_decades(ax, 1.5)
+    band = [h for h in axes[0].get_legend_handles_labels()[0]]
+    axes[0].legend(handles=band, fontsize=6, frameon=False, loc="upper left")
+    handles = medium_handles + _kind_handles(kinds_used, flags_used)
+    if "dmumu_nonlinear" in kinds_used:
+        handles.append(Line2D([], [], color="k", marker="o", ms=5, markerfacecolor="white", ls="none",
+                              label=r"$D_{\mu\mu}$: $\langle\Delta\mu^2\rangle$ not linear in the early window"))
+    fig.legend(handles=handles, fontsize=6, frameon=False, loc="outside lower center", ncol=2)
+    notes = caveat_lines(media)
+    if notes:
+        fig.suptitle("Regime caveats: " + " | ".join(notes), fontsize=6, wrap=True)
     return fig
+
+
+def _matrix_points(ds: xr.Dataset, var: str) -> tuple[np.ndarray, bool]:
+    """Late-window matrix of a result if the total coefficient has a plateau (True), else the
+    running matrix at the last output time (False: drawn open, never as a plateau)."""
+    m = np.asarray(ds[f"{var}_plateau"].values, dtype=float)
+    comp = "D_par" if var.startswith("D_par") else "D_perp"
+    if int(ds.attrs.get(f"{comp}_plateau_reached", 0)) and np.all(np.isfinite(m)):
+        return m, True
+    return np.asarray(ds[var].isel(time=-1).values, dtype=float), False
 
 
 def fig8_phase_matrix(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
     """Paper Fig. 8: the 3x3 phase-phase matrices D∥_αβ (blue) and D⊥_αβ (red) vs energy.
 
-    Late-window (plateau) matrices (Eqs. 13-14); where no plateau was reached, the running
-    matrix at the last output time. Log y: negative entries are drawn at their magnitude with
-    open markers (listed in the panel as "<0").
+    Late-window (plateau) matrices (Eqs. 13-14), filled and joined; where the total
+    coefficient has no plateau, the running matrix at the last output time is drawn with
+    open markers (not a coefficient). Log y: negative entries are drawn at their magnitude
+    with a downward triangle; the legend shows exactly the markers drawn.
     """
     first = next(iter(next(iter(media.values())).values()))
     phases = [str(p) for p in first["phase_a"].values]
     n = len(phases)
-    fig, axes = plt.subplots(n, n, figsize=(PAGE_WIDTH_IN, PAGE_WIDTH_IN * 0.85), sharex=True,
+    fig, axes = plt.subplots(n, n, figsize=(PAGE_WIDTH_IN, PAGE_WIDTH_IN * 0.9), sharex=True,
                              constrained_layout=True)
+    any_open = any_neg = False
     for name, by_energy in media.items():
         energies, results = _energy_series(by_energy)
         style = medium_style(by_energy)
         for var, color in (("D_par_matrix", "tab:blue"), ("D_perp_matrix", "tab:red")):
-            mats = []
-            for ds in results:
-                m = np.asarray(ds[f"{var}_plateau"].values, dtype=float)
-                if not np.all(np.isfinite(m)):
-                    m = np.asarray(ds[var].isel(time=-1).values, dtype=float)
-                mats.append(m)
-            mats = np.array(mats)  # (energy, a, b)
+            pairs = [_matrix_points(ds, var) for ds in results]
+            mats = np.array([m for m, _ in pairs])  # (energy, a, b)
+            ok = np.array([p for _, p in pairs])
             for a in range(n):
                 for b in range(n):
                     ax = axes[a, b]
                     v = mats[:, a, b]
-                    ax.plot(energies, np.abs(v), color=color, ls=style["linestyle"], lw=1.1)
-                    pos, neg = v > 0, v < 0
-                    ax.plot(energies[pos], v[pos], ls="none", marker=style["marker"], ms=3, color=color)
-                    ax.plot(energies[neg], -v[neg], ls="none", marker=style["marker"], ms=4,
-                            markerfacecolor="white", markeredgecolor=color)
+                    ax.plot(energies, np.where(ok, np.abs(v), np.nan), color=color, ls=style["linestyle"],
+                            lw=1.1, gid=f"line|{var}|{name}")
+                    for sel_ok, gid_kind in ((ok, "plateau"), (~ok, "none")):
+                        pos, neg = sel_ok & (v > 0), sel_ok & (v < 0)
+                        face = color if gid_kind == "plateau" else "white"
+                        ax.plot(energies[pos], v[pos], ls="none", marker=style["marker"], ms=3.5,
+                                markerfacecolor=face, markeredgecolor=color, gid=f"{gid_kind}|{var}|{name}")
+                        ax.plot(energies[neg], -v[neg], ls="none", marker="v", ms=4.5,
+                                markerfacecolor=face, markeredgecolor=color,
+                                gid=f"{gid_kind}-negative|{var}|{name}")
+                        any_neg = any_neg or bool(neg.any())
+                    any_open = any_open or bool((~ok).any())
     all_e = [e for by_energy in media.values() for e in by_energy]
     for a in range(n):
         for b in range(n):
@@ -471,44 +658,73 @@ def fig8_phase_matrix(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fi
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color="tab:blue", label=r"$D^\parallel_{\alpha\beta}$"),
-               Line2D([], [], color="tab:red", label=r"$D^\perp_{\alpha\beta}$"),
-               Line2D([], [], color="k", marker="o", ls="none", markerfacecolor="white", label="negative")]
+               Line2D([], [], color="tab:red", label=r"$D^\perp_{\alpha\beta}$")]
     for name, by_energy in media.items():
         st = medium_style(by_energy)
-        handles.append(Line2D([], [], color="k", ls=st["linestyle"], label=name))
+        handles.append(Line2D([], [], color="k", ls=st["linestyle"], marker=st["marker"], ms=3.5, label=name))
+    if any_neg:
+        handles.append(Line2D([], [], color="k", marker="v", ls="none", ms=4.5, label="negative (|D| drawn)"))
+    if any_open:
+        handles.append(Line2D([], [], color="k", marker="s", ls="none", ms=4, markerfacecolor="white",
+                              label="no plateau: running value at $t_{\\rm end}$"))
     fig.legend(handles=handles, fontsize=7, frameon=False, loc="outside lower center",
-               ncol=len(handles))
+               ncol=min(len(handles), 4))
     return fig
 
 
 def fig9_effective_diffusion(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
     """Paper Fig. 9: D_eff,α = D_αα/f_α vs energy per phase (parallel, perpendicular) and the
-    total coefficient (black dash-dotted). Plateau values; last running values where none."""
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 2.8), constrained_layout=True)
+    total coefficient (black dash-dotted), with their 68 % intervals as error bars. Plateau
+    values only (filled); without a plateau the running values at the last output time are
+    drawn open (not coefficients), with an arrow for the total when its regime makes it a
+    limit."""
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.4), constrained_layout=True)
     phase_colors = {"CNM": "tab:blue", "UNM": "tab:green", "WNM": "tab:red"}
+    kinds_used: set[str] = set()
+    from matplotlib.lines import Line2D
+
+    handles = []
     for name, by_energy in media.items():
         energies, results = _energy_series(by_energy)
         style = medium_style(by_energy)
         phases = [str(p) for p in results[0]["phase"].values]
+        total_style = {**style, "linestyle": "-." if style["linestyle"] == "-" else ":"}
         for ax, comp in zip(axes, ("par", "perp")):
-            total = np.array([float(plateau_or_late(ds, f"D_{comp}")[0]) for ds in results])
-            ax.plot(energies, total, color="k", ls="-." if style["linestyle"] == "-" else ":", lw=1.3,
-                    label=f"{name}: total")
+            points = [transport_point(ds, f"D_{comp}") for ds in results]
+            kinds_used.update(p["kind"] for p in points)
+            _draw_points(ax, energies, points, "k", total_style, f"D_{comp}", name)
+            reached = np.array([p["kind"] == "plateau" for p in points])
             for i, ph in enumerate(phases):
-                vals = []
-                for ds in results:
-                    v = np.asarray(ds[f"D_eff_{comp}_plateau"].values, dtype=float)[i]
-                    if not np.isfinite(v):
-                        v = float(ds[f"D_eff_{comp}"].isel(time=-1).values[i])
-                    vals.append(v)
-                vals = np.array(vals)
-                if not np.any(np.isfinite(vals) & (vals > 0)):
+                color = phase_colors.get(ph, None)
+                eff = np.array([float(ds[f"D_eff_{comp}_plateau"].values[i]) for ds in results])
+                run = np.array([float(ds[f"D_eff_{comp}"].isel(time=-1).values[i]) for ds in results])
+                bounds = np.array([ds[f"D_eff_{comp}_plateau_interval"].values[i] for ds in results])
+                visited = np.array([float(ds["phase_fraction_total"].values[i]) > 0 for ds in results])
+                if not visited.any():
                     continue
-                ax.plot(energies, vals, color=phase_colors.get(ph, None), ls=style["linestyle"],
-                        marker=style["marker"], ms=3, label=f"{name}: {ph}")
+                good = reached & np.isfinite(eff) & (eff > 0)
+                ax.plot(energies, np.where(good, eff, np.nan), color=color, ls=style["linestyle"], lw=1.0)
+                if good.any():
+                    yerr = np.clip(np.stack([eff[good] - bounds[good, 0], bounds[good, 1] - eff[good]]), 0, None)
+                    ax.errorbar(energies[good], eff[good], yerr=yerr, fmt="none", ecolor=color, capsize=2, lw=0.8)
+                    ax.plot(energies[good], eff[good], ls="none", marker=style["marker"], ms=3.5, color=color,
+                            gid=f"plateau|D_eff_{comp}_{ph}|{name}")
+                opn = ~reached & visited & np.isfinite(run) & (run > 0)
+                ax.plot(energies[opn], run[opn], ls="none", marker=style["marker"], ms=4,
+                        markerfacecolor="white", markeredgecolor=color, gid=f"none|D_eff_{comp}_{ph}|{name}")
+                if comp == "par":
+                    handles.append(Line2D([], [], color=color, ls=style["linestyle"], marker=style["marker"],
+                                          ms=3.5, label=f"{name}: {ph}"))
+        handles.append(Line2D([], [], color="k", ls=total_style["linestyle"], marker=style["marker"], ms=3.5,
+                              label=f"{name}: total"))
     all_e = [e for by_energy in media.values() for e in by_energy]
     for ax, comp in zip(axes, (r"\parallel", r"\perp")):
         _energy_axes(ax, all_e)
+        _min_decades(ax, 1.5)
         ax.set_ylabel(rf"$D^{{\rm eff}}_{{{comp}}}$ [cm$^2$ s$^{{-1}}$]", fontsize=8)
-    axes[1].legend(fontsize=6, frameon=False, ncol=2)
+    handles += _kind_handles(kinds_used, {})
+    fig.legend(handles=handles, fontsize=6, frameon=False, loc="outside lower center", ncol=3)
+    notes = caveat_lines(media)
+    if notes:
+        fig.suptitle("Regime caveats: " + " | ".join(notes), fontsize=6, wrap=True)
     return fig

@@ -18,18 +18,42 @@ Plateau rule (documented once, used for D∥, D⊥, the matrices and D_eff)
 The late window is the set of output times with ``t >= t_end * 10**(-plateau_window_dex)``
 (the last ``plateau_window_dex`` decades of the run). Its late exponent γ is the
 least-squares slope of ln⟨Δr²⟩ against ln t over that window (of the component's own MSD,
-⟨Δr∥²⟩ for D∥, ⟨|Δr⊥|²⟩ for D⊥). The regime is
+⟨Δr∥²⟩ for D∥, ⟨|Δr⊥|²⟩ for D⊥). Since D(t) ∝ ⟨Δr²⟩/t, the drift of the running coefficient
+across the window is the slope s = d ln D / d ln t = γ − 1. Its interval [γ_lo, γ_hi] is the
+percentile bootstrap over particles (``plateau_test_percent``, default 95 %: a true plateau
+is refused in about 5 % of runs) of the same fit, each resample refitting the whole window so
+the correlation of D(t) between output times is kept. The regime is
 
 * ``ballistic``       if γ >= ``ballistic_exponent`` (default 1.8; free streaming is γ = 2),
-* ``superdiffusive``  if 1 + tol < γ < ``ballistic_exponent``,
-* ``diffusive``       if |γ − 1| <= tol (``diffusive_tolerance``, default 0.2),
-* ``subdiffusive``    if γ < 1 − tol.
+* ``superdiffusive``  if γ_lo > 1 (D(t) still rising: the drift is significant),
+* ``subdiffusive``    if γ_hi < 1 (D(t) still falling),
+* ``diffusive``       if γ_lo <= 1 <= γ_hi *and* the whole interval lies within
+  ``diffusive_tolerance`` of 1 (the data exclude a drift larger than the tolerance),
+* ``undetermined``    if the interval contains 1 but is wider than the tolerance (too few
+  particles to tell a plateau from a drift).
 
-Only a diffusive late window gives a plateau: the value is the window mean of D(t) (equal
-weight per output time, i.e. per ln t for log-spaced outputs) and its 68 % interval the
-percentile bootstrap over particles. Any other regime gives ``NaN`` and ``plateau = False``;
-no value is invented. The pointwise γ(t) (central differences in ln t) and a pointwise regime
+Only ``diffusive`` gives a plateau (the reasoning is in docs/physics.md, "Plateau rule"): the
+value is the window mean of D(t) (equal weight per output time, i.e. per ln t for log-spaced
+outputs) and its interval the percentile bootstrap over particles. Any other regime gives
+``NaN`` and ``plateau = False``; no value is invented and no running value is substituted
+anywhere downstream. The pointwise γ(t) (central differences in ln t) and a pointwise regime
 are kept as running curves.
+
+Error sources beyond the particles
+----------------------------------
+* Window choice: the plateau mean is recomputed over windows of ``plateau_window_dex × f``
+  for f in ``window_spread_factors``; half the range of those means is ``window_spread``.
+* Realisations: each batch carries the attr ``realisation`` (0-based; absent = 0), another
+  snapshot of a time series or another synthetic seed. Each realisation gets its own plateau
+  value (window mean over its particles, bootstrap stderr). With k >= 2 realisations the
+  combined value is the unweighted mean of the k values and its interval the Student-t
+  interval over them, mean ± t_{k−1} s/√k (s the sample standard deviation of the k values),
+  which covers at the nominal rate when the realisation values scatter normally whatever
+  the split of that scatter into particle noise and realisation-to-realisation variance
+  (``between_realisation_std`` reports the latter, √max(0, s² − mean stderr²)). With one
+  realisation the combined interval is the particle bootstrap interval.
+* The combined interval (``D_*_combined_interval``) adds the window spread in quadrature to
+  each side; the summary's ``D_*_lo/hi`` are that interval.
 
 D_μμ headline
 -------------
@@ -47,7 +71,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +81,7 @@ import xarray as xr
 
 from cosmicflow.constants import PC_CM
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
+from cosmicflow.regime import RegimeThresholds
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +156,14 @@ class TransportParams:
     sum_rule_rtol : float
         Largest accepted relative deviation of Σ_αβ D_αβ from D (Eq. 15) before a warning and
         ``sum_rule_ok = 0``.
+    plateau_test_percent : float
+        Coverage [%] of the bootstrap interval of the late exponent γ that must contain 1
+        (and lie within ``diffusive_tolerance``) for a plateau.
+    window_spread_factors : tuple of float
+        Late-window widths, in units of ``plateau_window_dex``, whose plateau means give the
+        window-choice spread.
+    regime : RegimeThresholds
+        Thresholds of the regime diagnostics (:mod:`cosmicflow.regime`).
     """
 
     plateau_window_dex: float = 0.5
@@ -141,10 +174,17 @@ class TransportParams:
     interval_percent: float = 68.27
     bootstrap_seed: int = 0
     sum_rule_rtol: float = 1e-8
+    plateau_test_percent: float = 95.0
+    window_spread_factors: tuple[float, ...] = (0.5, 1.0, 1.5)
+    regime: RegimeThresholds = field(default_factory=RegimeThresholds)
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.dmumu_window_gyroperiods)
         object.__setattr__(self, "dmumu_window_gyroperiods", (lo, hi))
+        object.__setattr__(self, "window_spread_factors",
+                           tuple(float(f) for f in self.window_spread_factors))
+        if not isinstance(self.regime, RegimeThresholds):
+            object.__setattr__(self, "regime", RegimeThresholds.from_config(self.regime))
         checks = [
             (self.plateau_window_dex > 0, "plateau_window_dex must be > 0"),
             (0 < self.diffusive_tolerance < 1, "diffusive_tolerance must be in (0, 1)"),
@@ -156,6 +196,11 @@ class TransportParams:
             (self.bootstrap_samples >= 10, "bootstrap_samples must be >= 10"),
             (0 < self.interval_percent < 100, "interval_percent must be in (0, 100)"),
             (self.sum_rule_rtol > 0, "sum_rule_rtol must be > 0"),
+            (0 < self.plateau_test_percent < 100, "plateau_test_percent must be in (0, 100)"),
+            (
+                len(self.window_spread_factors) >= 1 and all(f > 0 for f in self.window_spread_factors),
+                "window_spread_factors must be a non-empty list of numbers > 0",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -171,10 +216,16 @@ class TransportParams:
             raise ValueError(f"transport config: unknown key(s) {unknown}; known: {sorted(known)}")
         if "dmumu_window_gyroperiods" in section:
             section["dmumu_window_gyroperiods"] = tuple(section["dmumu_window_gyroperiods"])
+        if "window_spread_factors" in section:
+            section["window_spread_factors"] = tuple(section["window_spread_factors"])
+        if "regime" in section:
+            section["regime"] = RegimeThresholds.from_config(section["regime"])
         return cls(**section)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["regime"] = self.regime.as_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -251,6 +302,8 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
     parts = []
     first: xr.Dataset | None = None
     first_path = ""
+    eps_hist: tuple[np.ndarray, np.ndarray] | None = None
+    sources: dict[int, str] = {}
     for p in paths:
         p = str(p)
         try:
@@ -261,6 +314,18 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
             _check_batch(raw, p)
             ds = raw[list(_BATCH_VARIABLES)].load()
             ds.attrs = dict(raw.attrs)
+            hist = _epsilon_histogram(raw, p)
+        real = _realisation_of(ds.attrs, p)
+        ds["realisation"] = ("particle", np.full(ds.sizes["particle"], real, dtype=np.int64))
+        sources.setdefault(real, str(ds.attrs.get("realisation_source", f"batch file {os.path.basename(p)}")))
+        if hist is not None and eps_hist is not None:
+            if not np.array_equal(hist[1], eps_hist[1]):
+                raise InputError(f"{p}: eps_edges differ from those of {first_path or p}")
+            eps_hist = (eps_hist[0] + hist[0], eps_hist[1])
+        elif first is None:
+            eps_hist = hist
+        else:
+            eps_hist = None  # some batch lacks it: the fraction with eps > 1 is unknown
         if first is None:
             first, first_path = ds, p
         else:
@@ -280,10 +345,39 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
         parts.append(ds.drop_vars("particle", errors="ignore"))
     merged = xr.concat(parts, dim="particle", combine_attrs="override", data_vars="all")
     merged = merged.assign_coords(particle=np.arange(merged.sizes["particle"]))
-    merged.attrs = dict(first.attrs)
+    merged.attrs = {k: v for k, v in first.attrs.items() if k not in ("realisation", "realisation_source")}
     merged.attrs["n_batches"] = len(parts)
     merged.attrs["batch_files"] = [os.path.basename(str(p)) for p in paths]
+    reals = sorted(sources)
+    merged.attrs["realisations"] = reals
+    merged.attrs["realisation_sources"] = [sources[r] for r in reals]
+    if eps_hist is not None:
+        merged["hist_epsilon"] = (("phase", "eps_bin"), eps_hist[0], {"units": "count"})
+        merged["eps_edges"] = ("eps_edge", eps_hist[1], {"units": "1"})
     return merged
+
+
+def _realisation_of(attrs: Mapping[str, Any], path: str) -> int:
+    """The batch's ``realisation`` attribute (HELPERS contract: int >= 0; absent = 0)."""
+    r = attrs.get("realisation", 0)
+    try:
+        ri = int(np.asarray(r).item())
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{path}: attribute realisation={r!r} is not an integer") from err
+    if ri < 0 or ri != float(np.asarray(r).item()):
+        raise InputError(f"{path}: attribute realisation={r!r} must be an integer >= 0")
+    return ri
+
+
+def _epsilon_histogram(raw: xr.Dataset, path: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(hist_epsilon (phase, eps_bin) [count], eps_edges) of a batch, or None when absent."""
+    if "hist_epsilon" not in raw.variables or "eps_edges" not in raw.variables:
+        return None
+    h = np.asarray(raw["hist_epsilon"].values, dtype=np.int64)
+    e = np.asarray(raw["eps_edges"].values, dtype=np.float64)
+    if h.ndim != 2 or h.shape[1] != e.size - 1:
+        raise InputError(f"{path}: hist_epsilon {h.shape} does not match eps_edges ({e.size} edges)")
+    return h, e
 
 
 def mean_field_direction(ds: xr.Dataset) -> np.ndarray:
@@ -523,6 +617,156 @@ def window_estimate(
     return WindowEstimate(float(q.mean()), lo, hi, stderr)
 
 
+@dataclass(frozen=True)
+class SlopeTest:
+    """The plateau test of one component (module docstring, "Plateau rule").
+
+    ``gamma`` is the late MSD exponent, ``lower``/``upper`` its bootstrap interval at
+    ``plateau_test_percent``; the drift d ln D / d ln t is γ − 1. ``regime`` is the name from
+    :data:`REGIMES` or ``"undetermined"``; ``accepted`` is True for ``"diffusive"`` only.
+    """
+
+    gamma: float
+    lower: float
+    upper: float
+    regime: str
+    accepted: bool
+
+
+def _slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of the rows of y (..., n) against x (n,)."""
+    xc = x - x.mean()
+    return ((y - y.mean(axis=-1, keepdims=True)) * xc).sum(axis=-1) / (xc * xc).sum()
+
+
+def late_slope_test(sq: np.ndarray, time: np.ndarray, mask: np.ndarray,
+                    params: TransportParams) -> SlopeTest:
+    """Is the late window a plateau? Fit and bootstrap of γ = d ln⟨Δr²⟩ / d ln t over ``mask``.
+
+    ``sq`` (particle, time) are the per-particle squared displacements of one component
+    [any units]; the rule is in the module docstring. Each bootstrap resample (the same
+    particle draws as every other interval, :func:`bootstrap_means`) refits the whole window.
+    """
+    t = np.asarray(time, float)[mask]
+    a = np.asarray(sq, float)[:, mask]
+    nan = SlopeTest(math.nan, math.nan, math.nan, "undetermined", False)
+    if t.size < 3:
+        return nan
+    msd = a.mean(axis=0)
+    if np.any(msd <= 0) or not np.all(np.isfinite(msd)):
+        return nan
+    x = np.log(t)
+    gamma = float(_slopes(x, np.log(msd)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = _slopes(x, np.log(bootstrap_means(a, params)))
+    half = (100.0 - params.plateau_test_percent) / 2
+    finite = boot[np.isfinite(boot)]
+    if finite.size == 0:
+        return SlopeTest(gamma, math.nan, math.nan, "undetermined", False)
+    lo, hi = (float(v) for v in np.percentile(finite, [half, 100.0 - half]))
+    tol = params.diffusive_tolerance
+    if gamma >= params.ballistic_exponent:
+        regime = "ballistic"
+    elif lo > 1.0:
+        regime = "superdiffusive"
+    elif hi < 1.0:
+        regime = "subdiffusive"
+    elif hi - 1.0 <= tol and 1.0 - lo <= tol:
+        regime = "diffusive"
+    else:
+        regime = "undetermined"
+    return SlopeTest(gamma, lo, hi, regime, regime == "diffusive")
+
+
+def window_spread(per_particle: np.ndarray, time: np.ndarray, params: TransportParams
+                  ) -> tuple[float, np.ndarray]:
+    """Half the range of the plateau means over the windows ``plateau_window_dex × f``.
+
+    ``per_particle`` (particle, time) is e.g. Δr∥²/(2t). Returns (spread, means per factor);
+    windows with no output time give NaN and are left out of the range.
+    """
+    t = np.asarray(time, float)
+    mean = np.asarray(per_particle, float).mean(axis=0)
+    values = []
+    for f in params.window_spread_factors:
+        m = (t > 0) & (t >= t[-1] * 10.0 ** (-params.plateau_window_dex * f))
+        values.append(float(mean[m].mean()) if m.any() else math.nan)
+    values = np.asarray(values)
+    finite = values[np.isfinite(values)]
+    return (0.5 * float(finite.max() - finite.min()) if finite.size else math.nan), values
+
+
+@dataclass(frozen=True)
+class RealisationEstimate:
+    """Per-realisation plateau values and their combination (module docstring).
+
+    ``labels`` the realisation numbers, ``values``/``stderr`` per realisation; ``combined`` the
+    unweighted mean of ``values`` with Student-t interval ``lower``/``upper`` (k >= 2) or the
+    particle estimate (k = 1); ``scatter`` the sample std of ``values``; ``between_std`` the
+    part of it beyond particle noise, √max(0, scatter² − mean stderr²).
+    """
+
+    labels: np.ndarray
+    values: np.ndarray
+    stderr: np.ndarray
+    combined: float
+    lower: float
+    upper: float
+    scatter: float
+    between_std: float
+
+
+def combine_realisations(values: np.ndarray, stderr: np.ndarray, params: TransportParams
+                         ) -> tuple[float, float, float, float, float]:
+    r"""Combined value, t-interval, scatter and between-realisation std of k realisation values.
+
+    .. math:: \bar y = \frac1k\sum_r y_r, \qquad
+              \bar y \pm t_{k-1,\,(1+p)/2}\,\frac{s}{\sqrt k}, \qquad
+              s^2 = \frac{1}{k-1}\sum_r (y_r - \bar y)^2
+
+    with p = ``interval_percent``/100: exact coverage when the y_r are independent normal
+    draws about the true value, whatever mix of particle noise and realisation variance makes
+    their scatter. Needs k >= 2 (else NaN interval).
+    """
+    from scipy.stats import t as student_t
+
+    y = np.asarray(values, float)
+    se = np.asarray(stderr, float)
+    k = y.size
+    mean = float(y.mean()) if k else math.nan
+    if k < 2:
+        return mean, math.nan, math.nan, math.nan, math.nan
+    s = float(y.std(ddof=1))
+    q = float(student_t.ppf(0.5 + params.interval_percent / 200.0, k - 1))
+    between = math.sqrt(max(0.0, s * s - float(np.mean(se * se))))
+    return mean, mean - q * s / math.sqrt(k), mean + q * s / math.sqrt(k), s, between
+
+
+def realisation_estimates(per_particle: np.ndarray, realisation: np.ndarray, mask: np.ndarray,
+                          params: TransportParams) -> RealisationEstimate:
+    """Window estimates per realisation and their combination (:func:`combine_realisations`).
+
+    ``per_particle`` (particle, time), ``realisation`` (particle,) integer labels, ``mask`` the
+    window. With a single realisation the combined value and interval are those of the
+    particle bootstrap (:func:`window_estimate`).
+    """
+    labels = np.unique(np.asarray(realisation))
+    ests = [window_estimate(per_particle[realisation == r], mask, params) for r in labels]
+    values = np.array([e.value for e in ests])
+    stderr = np.array([e.stderr for e in ests])
+    if labels.size == 1:
+        e = ests[0]
+        return RealisationEstimate(labels, values, stderr, e.value, e.lower, e.upper, math.nan, math.nan)
+    mean, lo, hi, s, between = combine_realisations(values, stderr, params)
+    return RealisationEstimate(labels, values, stderr, mean, lo, hi, s, between)
+
+
+def widen(value: float, lower: float, upper: float, spread: float) -> tuple[float, float]:
+    """Add ``spread`` in quadrature to each side of the interval [lower, upper] about value."""
+    s = spread if math.isfinite(spread) else 0.0
+    return (value - math.hypot(value - lower, s), value + math.hypot(upper - value, s))
+
+
 # --------------------------------------------------------------------------------------------
 # Phase decomposition
 
@@ -673,34 +917,79 @@ def _var(dims: Any, values: Any, units: str, long_name: str | None = None) -> xr
     return xr.Variable(dims, np.asarray(values, dtype=np.float64), attrs)
 
 
+#: which way the running value at t_end bounds the (unreached) plateau, by regime
+LIMIT_KIND = {"ballistic": "lower", "superdiffusive": "lower", "subdiffusive": "upper",
+              "undetermined": "none", "diffusive": "plateau"}
+
+
 def _plateau_vars(
     prefix: str,
     per_particle: np.ndarray,
-    msd: np.ndarray,
+    sq: np.ndarray,
     time: np.ndarray,
+    realisation: np.ndarray,
     params: TransportParams,
-) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
-    """Plateau value, interval, stderr (variables) and regime/exponent/flag (attrs).
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Plateau value, intervals, window spread, realisations (variables) and regime (attrs).
 
-    ``per_particle`` (particle, time) holds Δr∥²/(2t) or |Δr⊥|²/(4t) [cm^2 s^-1], ``msd`` the
-    matching mean squared displacement; the rule is in the module docstring.
+    ``per_particle`` (particle, time) holds Δr∥²/(2t) or |Δr⊥|²/(4t) [cm^2 s^-1], ``sq`` the
+    matching squared displacements [pc^2], ``realisation`` (particle,) the realisation labels;
+    the rules are in the module docstring. Every value is NaN unless the plateau test passes.
     """
     mask = late_window(time, params)
-    gamma = window_exponent(time, msd, mask)
-    regime = _regime_name(classify_exponent(gamma, params))
-    reached = regime == "diffusive"
+    test = late_slope_test(sq, time, mask, params)
+    reached = test.accepted
+    nan = math.nan
     est = window_estimate(per_particle, mask, params) if reached else WindowEstimate.nan()
+    spread, means = window_spread(per_particle, time, params)
+    labels = np.unique(realisation)
+    if reached:
+        rest = realisation_estimates(per_particle, realisation, mask, params)
+    else:
+        rest = RealisationEstimate(labels, np.full(labels.size, nan), np.full(labels.size, nan),
+                                   nan, nan, nan, nan, nan)
+        spread = nan
+    lo, hi = widen(rest.combined, rest.lower, rest.upper, spread) if reached else (nan, nan)
     variables = {
         f"{prefix}_plateau": _var((), est.value, CM2_S, f"plateau {prefix} (late diffusive window mean)"),
         f"{prefix}_plateau_interval": _var(
-            "bound", [est.lower, est.upper], CM2_S, f"bootstrap interval of {prefix}_plateau"
+            "bound", [est.lower, est.upper], CM2_S, f"bootstrap interval (particles) of {prefix}_plateau"
         ),
         f"{prefix}_plateau_stderr": _var((), est.stderr, CM2_S, f"standard error of {prefix}_plateau"),
+        f"{prefix}_late_exponent_interval": _var(
+            "bound", [test.lower, test.upper], "1",
+            f"bootstrap interval ({params.plateau_test_percent:g} %) of the late MSD exponent; "
+            "the plateau test needs it to contain 1",
+        ),
+        f"{prefix}_window_means": _var(
+            "window_factor", means if reached else np.full(means.size, nan), CM2_S,
+            f"mean of running {prefix} over the late windows plateau_window_dex * window_factor",
+        ),
+        f"{prefix}_window_spread": _var((), spread, CM2_S, "half the range of the window means"),
+        f"{prefix}_realisation_value": _var(
+            "realisation", rest.values, CM2_S, f"plateau {prefix} of each realisation's particles"
+        ),
+        f"{prefix}_realisation_stderr": _var("realisation", rest.stderr, CM2_S),
+        f"{prefix}_realisation_scatter": _var(
+            (), rest.scatter, CM2_S, "sample std of the realisation values (NaN for one)"
+        ),
+        f"{prefix}_between_realisation_std": _var(
+            (), rest.between_std, CM2_S, "realisation-to-realisation std beyond particle noise"
+        ),
+        f"{prefix}_combined": _var(
+            (), rest.combined, CM2_S,
+            f"{prefix}: realisation mean (one realisation: the plateau) — the headline value",
+        ),
+        f"{prefix}_combined_interval": _var(
+            "bound", [lo, hi], CM2_S,
+            "interval over particles or realisations, with the window spread in quadrature",
+        ),
     }
     attrs = {
-        f"{prefix}_regime": regime,
-        f"{prefix}_late_exponent": gamma,
+        f"{prefix}_regime": test.regime,
+        f"{prefix}_late_exponent": test.gamma,
         f"{prefix}_plateau_reached": int(reached),
+        f"{prefix}_limit_kind": LIMIT_KIND[test.regime],
     }
     return variables, attrs
 
@@ -818,12 +1107,52 @@ def _sum_rule_attrs(out: xr.Dataset, params: TransportParams) -> dict[str, Any]:
     }
 
 
+def _regime_diagnostics(
+    ds: xr.Dataset,
+    out: xr.Dataset,
+    attrs: Mapping[str, Any],
+    field_stats: Mapping[str, Any] | None,
+    params: TransportParams,
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """:func:`cosmicflow.regime.diagnose` of one result, plus ε > 1 fractions per phase."""
+    from cosmicflow.regime import diagnose, fraction_above
+
+    d_par = float(out["D_par_combined"])
+    basis = "plateau"
+    if not math.isfinite(d_par):
+        d_par, basis = float(out["D_par"].isel(time=-1)), f"running D(t_end), {attrs['D_par_regime']}"
+    if "hist_epsilon" in ds:
+        h = np.asarray(ds["hist_epsilon"].values)
+        e = np.asarray(ds["eps_edges"].values)
+        per_phase = fraction_above(h, e)
+        total = float(fraction_above(h.sum(axis=0), e))
+    else:
+        per_phase, total = np.full(ds.sizes["phase"], math.nan), math.nan
+    out = out.assign(eps_gt1_fraction_phase=_var(
+        "phase", per_phase, "1", "fraction of particle time with epsilon > 1 in each phase"))
+    diag = diagnose(
+        larmor_radius_pc=float(ds.attrs.get("larmor_radius_pc", math.nan)),
+        b_ref_uG=float(ds.attrs.get("b_ref_uG", math.nan)),
+        duration_s=float(out["time"].values[-1]),
+        d_par_cm2_s=d_par,
+        mfp_basis=basis,
+        eps_gt1_fraction=total,
+        field_stats=field_stats,
+        thresholds=params.regime,
+    )
+    return out, diag
+
+
 #: batch attributes copied into the transport result
 _COPIED_ATTRS = ("medium", "energy_PeV", "injection", "charge", "larmor_radius_pc", "omega_ref_rad_s",
                  "b_ref_uG", "n_batches", "batch_files", "subgrid_nu_over_omega")
 
 
-def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> xr.Dataset:
+def analyse_transport(
+    ds: xr.Dataset,
+    params: TransportParams | None = None,
+    field_stats: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
     """Every transport quantity of one merged (medium, energy, injection) set of batches.
 
     ``ds`` is the output of :func:`load_batches` (or a Dataset with the same variables and
@@ -831,7 +1160,10 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
     curves on dim ``time`` (t > 0), plateau values with bootstrap intervals on dim ``bound``
     (lower, upper), phase matrices on (time, phase_a, phase_b), phase fractions and D_eff on
     (time, phase), and, for ``injection == "mono"``, D_μμ/Ω vs μ0 on dim ``mu0``. Every
-    bootstrap uses the same particle resamples (same seed, same N).
+    bootstrap uses the same particle resamples (same seed, same N). ``field_stats`` (the
+    medium's :func:`cosmicflow.regime.field_statistics`) feeds the regime diagnostics
+    (:func:`cosmicflow.regime.diagnose`, stored as global attrs); without it the checks that
+    need the snapshot are left out and say so in ``caveats``.
     """
     params = params or TransportParams()
     if ds.sizes.get("time", 0) < 3 or float(ds["time"][0]) != 0.0:
@@ -849,10 +1181,12 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
     attrs: dict[str, Any] = {}
 
     sq_par, sq_perp = _per_particle_sq(pos_ds, b0hat)
+    realisation = (np.asarray(ds["realisation"].values, dtype=np.int64) if "realisation" in ds
+                   else np.zeros(n, dtype=np.int64))
     for prefix, sq, denom in (("D_par", sq_par, 2.0), ("D_perp", sq_perp, 4.0)):
-        per = (sq / (denom * tp)).transpose("particle", "time").values * PC2_CM2
-        msd = out["msd_par" if prefix == "D_par" else "msd_perp"].values
-        variables, a = _plateau_vars(prefix, per, msd, t, params)
+        sq_v = sq.transpose("particle", "time").values
+        per = sq_v / (denom * t) * PC2_CM2
+        variables, a = _plateau_vars(prefix, per, sq_v, t, realisation, params)
         out = out.assign(variables)
         attrs.update(a)
 
@@ -873,10 +1207,19 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
     if str(ds.attrs.get("injection")) == "mono":
         out = xr.merge([out, dmumu_vs_mu0(ds, params).drop_vars("time")], combine_attrs="override")
 
+    out, diag = _regime_diagnostics(ds, out, attrs, field_stats, params)
+    attrs.update(diag)
+    out = out.assign_coords(
+        realisation=("realisation", np.unique(realisation), {"long_name": "realisation (snapshot or seed)"}),
+        window_factor=("window_factor", np.asarray(params.window_spread_factors),
+                       {"units": "1", "long_name": "late window width / plateau_window_dex"}),
+    )
     late = t[mask]
     attrs.update(_sum_rule_attrs(out, params))
     attrs.update(
         {
+            "n_realisations": int(np.unique(realisation).size),
+            "realisation_sources": list(ds.attrs.get("realisation_sources", [])),
             "plateau_window_s": [float(late[0]), float(late[-1])] if late.size else [math.nan] * 2,
             "dmumu_window_gyroperiods": list(params.dmumu_window_gyroperiods),
             "n_particles": int(n),
@@ -899,6 +1242,8 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
 def _attr_value(v: Any) -> Any:
     if isinstance(v, (bool, np.bool_)):
         return int(v)
+    if isinstance(v, (list, tuple)) and not v:
+        return ""
     if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v):
         return ",".join(v)
     return v
@@ -909,14 +1254,22 @@ def write_transport(
     output: str | os.PathLike,
     params: TransportParams | Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    field_statistics: str | os.PathLike | None = None,
 ) -> Path:
-    """Merge ``batches``, analyse them and write the transport result NetCDF atomically."""
+    """Merge ``batches``, analyse them and write the transport result NetCDF atomically.
+
+    ``field_statistics`` is the medium's JSON of :func:`cosmicflow.regime.write_field_statistics`
+    (for the regime diagnostics).
+    """
+    from cosmicflow.regime import read_field_statistics
+
     if not isinstance(params, TransportParams):
         params = TransportParams.from_config(params)
     ds = load_batches(batches)
     log.info("transport: %d particles from %d batch(es), %d output times",
              ds.sizes["particle"], len(batches), ds.sizes["time"])
-    result = analyse_transport(ds, params)
+    stats = read_field_statistics(field_statistics) if field_statistics else None
+    result = analyse_transport(ds, params, stats)
     result.attrs.update(provenance_attrs("cosmicflow.transport.write_transport",
                                          {"transport": params.as_dict(), **dict(config or {})}))
     result.attrs = {k: _attr_value(v) for k, v in result.attrs.items()}
@@ -924,6 +1277,8 @@ def write_transport(
         log.info("%s: regime %s (late exponent %.3f), plateau %.4e cm^2/s", reg,
                  result.attrs[f"{reg}_regime"], result.attrs[f"{reg}_late_exponent"],
                  float(result[f"{reg}_plateau"]))
+    if result.attrs["caveats"]:
+        log.warning("regime caveats: %s", result.attrs["caveats"])
     with atomic_output(output) as tmp:
         result.to_netcdf(tmp, engine="h5netcdf")
     return Path(output)
@@ -946,20 +1301,35 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
         "larmor_radius_pc": float(a.get("larmor_radius_pc", math.nan)),
         "omega_ref_rad_s": float(a.get("omega_ref_rad_s", math.nan)),
     }
+    row["n_realisations"] = int(a.get("n_realisations", 1))
     for comp in ("par", "perp"):
         p = f"D_{comp}"
-        lo, hi = result[f"{p}_plateau_interval"].values
+        lo, hi = result[f"{p}_combined_interval"].values
+        blo, bhi = result[f"{p}_plateau_interval"].values
+        glo, ghi = result[f"{p}_late_exponent_interval"].values
+        kind = str(a[f"{p}_limit_kind"])
         row.update(
             {
-                f"{p}_cm2_s": float(result[f"{p}_plateau"]),
+                f"{p}_cm2_s": float(result[f"{p}_combined"]),
                 f"{p}_lo_cm2_s": float(lo),
                 f"{p}_hi_cm2_s": float(hi),
+                f"{p}_particles_lo_cm2_s": float(blo),
+                f"{p}_particles_hi_cm2_s": float(bhi),
                 f"{p}_stderr_cm2_s": float(result[f"{p}_plateau_stderr"]),
+                f"{p}_window_spread_cm2_s": float(result[f"{p}_window_spread"]),
+                f"{p}_realisation_scatter_cm2_s": float(result[f"{p}_realisation_scatter"]),
+                f"{p}_between_realisation_std_cm2_s": float(result[f"{p}_between_realisation_std"]),
                 f"{p}_regime": a[f"{p}_regime"],
                 f"{p}_late_exponent": float(a[f"{p}_late_exponent"]),
+                f"{p}_late_exponent_lo": float(glo),
+                f"{p}_late_exponent_hi": float(ghi),
                 f"{p}_plateau_reached": bool(a[f"{p}_plateau_reached"]),
+                f"{p}_limit_kind": kind,
+                f"{p}_limit_cm2_s": float(result[p].values[-1]) if kind in ("lower", "upper") else math.nan,
             }
         )
+        for r, v in zip(result["realisation"].values, result[f"{p}_realisation_value"].values):
+            row[f"{p}_r{int(r)}_cm2_s"] = float(v)
     lo, hi = result["D_mumu_over_omega_early_interval"].values
     row.update(
         {
@@ -987,6 +1357,19 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
     row["sum_rule_max_rel_dev_par"] = float(a["sum_rule_max_rel_dev_par"])
     row["sum_rule_max_rel_dev_perp"] = float(a["sum_rule_max_rel_dev_perp"])
     row["sum_rule_ok"] = bool(a["sum_rule_ok"])
+    from cosmicflow.regime import FLAGS
+
+    for key in ("cell_pc", "box_pc", "median_B_uG", "lc_pc", "rl_over_dx_ref", "rl_over_dx_median_B",
+                "rl_over_lc", "mfp_par_pc", "mfp_par_over_box", "scattering_time_s",
+                "duration_over_scattering_time", "eps_gt1_fraction"):
+        row[key] = float(a.get(key, math.nan))
+    for i, ph in enumerate(phases):
+        row[f"eps_gt1_fraction_{ph}"] = float(result["eps_gt1_fraction_phase"].values[i])
+    row["mfp_basis"] = str(a.get("mfp_basis", ""))
+    for flag in FLAGS:
+        row[f"flag_{flag}"] = bool(a[f"flag_{flag}"])
+    row["regime_ok"] = bool(a["regime_ok"])
+    row["caveats"] = str(a.get("caveats", ""))
     return row
 
 

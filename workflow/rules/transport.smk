@@ -6,6 +6,7 @@ rule transport:
     input:
         batches=transport_batches,
         code=script_code("transport"),
+        field_statistics="results/{medium}/field_statistics.json",
     output:
         transport="results/{medium}/transport/E{energy}_{injection}.nc",
     params:

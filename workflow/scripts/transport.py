@@ -15,6 +15,7 @@ write_transport(
     batches=list(snakemake.input.batches),  # noqa: F821
     output=snakemake.output.transport,  # noqa: F821
     params=snakemake.params.transport,  # noqa: F821
+    field_statistics=snakemake.input.field_statistics,  # noqa: F821
     config={
         "medium": snakemake.wildcards.medium,  # noqa: F821
         "energy_PeV": snakemake.params.energy_PeV,  # noqa: F821
