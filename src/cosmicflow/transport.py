@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from cosmicflow import mechanisms
 from cosmicflow.constants import PC_CM
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
 
@@ -249,6 +250,7 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
     if not paths:
         raise ValueError("load_batches: no batch files given")
     parts = []
+    scatter_hists = []  # per-batch ε histograms at scattering events (cosmicflow.mechanisms)
     first: xr.Dataset | None = None
     first_path = ""
     for p in paths:
@@ -259,8 +261,9 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
             raise InputError(f"{p}: cannot open as a particle batch ({err})") from err
         with raw:
             _check_batch(raw, p)
-            ds = raw[list(_BATCH_VARIABLES)].load()
+            ds = raw[list(_BATCH_VARIABLES) + mechanisms.class_batch_variables(raw, p)].load()
             ds.attrs = dict(raw.attrs)
+            scatter_hists.append(raw[[v for v in ("hist_epsilon_scatter", "eps_edges") if v in raw.variables]].load())
         if first is None:
             first, first_path = ds, p
         else:
@@ -283,7 +286,9 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
     merged.attrs = dict(first.attrs)
     merged.attrs["n_batches"] = len(parts)
     merged.attrs["batch_files"] = [os.path.basename(str(p)) for p in paths]
-    return merged
+    if "class_displacement" in merged.variables:
+        mechanisms.check_class_sum(merged)
+    return mechanisms.merge_scatter_histograms(merged, scatter_hists)
 
 
 def mean_field_direction(ds: xr.Dataset) -> np.ndarray:
@@ -866,6 +871,10 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
         reached = bool(attrs[f"D_{comp}_plateau_reached"])
         out = out.assign(_phase_plateau_vars(comp, products, f_end, mask, reached, params))
 
+    mech = mechanisms.mechanism_vars(pos_ds, b0hat, mask, params)
+    out = xr.merge([out, mech], combine_attrs="drop")
+    attrs.update(mech.attrs)
+
     variables, a = _dmumu_headline_vars(ds, out["mean_sq_dmu"].values, params)
     out = out.assign(variables)
     attrs.update(a)
@@ -987,6 +996,7 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
     row["sum_rule_max_rel_dev_par"] = float(a["sum_rule_max_rel_dev_par"])
     row["sum_rule_max_rel_dev_perp"] = float(a["sum_rule_max_rel_dev_perp"])
     row["sum_rule_ok"] = bool(a["sum_rule_ok"])
+    row.update(mechanisms.mechanism_summary(result))
     return row
 
 
