@@ -872,7 +872,7 @@ def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> 
         out = out.assign(_phase_plateau_vars(comp, products, f_end, mask, reached, params))
 
     mech = mechanisms.mechanism_vars(pos_ds, b0hat, mask, params)
-    out = xr.merge([out, mech], combine_attrs="drop")
+    out = xr.merge([out, mech], combine_attrs="drop_conflicts")
     attrs.update(mech.attrs)
 
     variables, a = _dmumu_headline_vars(ds, out["mean_sq_dmu"].values, params)
