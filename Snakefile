@@ -20,9 +20,11 @@ include: "workflow/rules/phases.smk"
 include: "workflow/rules/gradients.smk"
 include: "workflow/rules/figures_medium.smk"
 include: "workflow/rules/figures_transport.smk"
+include: "workflow/rules/mechanisms.smk"
 
 
 rule all:
     input:
         get_final_outputs(),
+        mechanism_figures(),
     default_target: True

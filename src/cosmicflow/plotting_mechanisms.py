@@ -1,0 +1,185 @@
+"""Figures of the transport mechanisms (issue 13): Fig. 10 (geometry baseline, adiabaticity
+classes) and Fig. 11 (field-line random walk, particle D⊥ beside it, phase-patch lengths).
+
+Functions take Datasets (transport results, field-line results; docs/data-contracts.md) and
+return Figures. Media keep the paper convention of plotting_transport: multiphase solid,
+single-phase dashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from cosmicflow.fieldlines import flrw_expectations  # noqa: E402
+from cosmicflow.plotting_transport import (  # noqa: E402
+    PAGE_WIDTH_IN,
+    _energy_axes,
+    _energy_series,
+    medium_style,
+    plateau_or_late,
+)
+
+PHASE_COLORS = {"CNM": "tab:blue", "UNM": "tab:green", "WNM": "tab:red"}
+CLASS_COLORS = ("tab:cyan", "tab:orange", "tab:purple")
+
+
+def _diag_with_errors(results, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(energy, group) diagonal of a ratio matrix and its (2, energy, group) error bars."""
+    vals = np.array([np.diagonal(ds[name].values) for ds in results])
+    bounds = np.array([np.diagonal(ds[f"{name}_interval"].values, axis1=0, axis2=1).T for ds in results])
+    err = np.stack([np.clip(vals - bounds[..., 0], 0, None), np.clip(bounds[..., 1] - vals, 0, None)])
+    return vals, err
+
+
+def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
+    """Fig. 10: what in D∥ and D⊥ is beyond geometry, vs energy.
+
+    Top: the diagonal geometry-baseline ratios ρ_αα = D_αα/(f_α² D) = D_eff,α/(f_α D) per
+    phase with bootstrap intervals (1 = the phase carries exactly its time share, dotted).
+    Bottom: the share of D carried by each adiabaticity class, s_α = Σ_β D_αβ/D (solid), beside
+    its time fraction f_α (dotted, the geometry baseline) — where the batches have the class
+    accounting; otherwise the panel says so.
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 5.2), constrained_layout=True, sharex=True)
+    all_e = [e for by_e in media.values() for e in by_e]
+    any_class = False
+    for name, by_energy in media.items():
+        energies, results = _energy_series(by_energy)
+        style = medium_style(by_energy)
+        phases = [str(p) for p in results[0]["phase"].values]
+        for col, comp in enumerate(("par", "perp")):
+            ax = axes[0, col]
+            vals, err = _diag_with_errors(results, f"phase_baseline_ratio_{comp}")
+            for i, ph in enumerate(phases):
+                ok = np.isfinite(vals[:, i]) & (vals[:, i] > 0)
+                if not ok.any():
+                    continue
+                ax.errorbar(energies[ok], vals[ok, i], yerr=err[:, ok, i], color=PHASE_COLORS.get(ph),
+                            ls=style["linestyle"], marker=style["marker"], ms=3, lw=1.1, capsize=2,
+                            label=f"{name}: {ph}")
+            if "class_share_perp" not in results[0]:
+                continue
+            any_class = True
+            ax = axes[1, col]
+            classes = [str(c) for c in results[0]["eps_class"].values]
+            share = np.array([ds[f"class_share_{comp}"].values for ds in results])
+            frac = np.array([ds["class_fraction_late"].values for ds in results])
+            for i, c in enumerate(classes):
+                color = CLASS_COLORS[i % len(CLASS_COLORS)]
+                ax.plot(energies, share[:, i], color=color, ls=style["linestyle"], marker=style["marker"],
+                        ms=3, label=f"{name}: {c}")
+                ax.plot(energies, frac[:, i], color=color, ls=":", lw=1.0)
+    for col, sym in enumerate((r"\parallel", r"\perp")):
+        ax = axes[0, col]
+        ax.axhline(1.0, color="k", ls=":", lw=0.8)
+        _energy_axes(ax, all_e)
+        ax.set_xlabel("")
+        ax.set_ylabel(rf"$D^{sym}_{{\alpha\alpha}} / (f_\alpha^2 D^{sym})$", fontsize=8)
+        ax.set_title(rf"phases, $D^{sym}$ against the geometry baseline", fontsize=8)
+        ax = axes[1, col]
+        if any_class:
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=1e-2)
+            _energy_axes(ax, all_e)
+            ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set_ylabel(rf"share of $D^{sym}$ (solid), time fraction (dotted)", fontsize=8)
+            ax.set_title(rf"adiabaticity classes $\epsilon = |\nabla B| r_L / B$", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no class accounting in these batches\n(integrate.class_accounting)",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            ax.set_axis_off()
+    axes[0, 1].legend(fontsize=6, frameon=False, ncol=2)
+    if any_class:
+        axes[1, 1].legend(fontsize=6, frameon=False, ncol=1)
+    return fig
+
+
+def fig11_field_lines(
+    field_lines: Mapping[str, xr.Dataset], media: Mapping[str, Mapping[float, xr.Dataset]]
+) -> plt.Figure:
+    """Fig. 11: field-line random walk per medium and what it predicts for particles.
+
+    (a) running κ_FL(z) = ⟨|Δr⊥|²⟩/(4z) of traced field lines [pc] against distance z along B̂0,
+    with its bootstrap band and plateau (dotted). (b) particle D⊥ against energy (markers) with
+    the field-line-wandering expectations: ballistic streaming along the lines, κ_FL c/2
+    (horizontal line), and compound subdiffusion κ_FL √(4D∥/(π t)) at the run's last time
+    (thin line); see :func:`cosmicflow.fieldlines.flrw_expectations`. (c) pdf of the arc lengths
+    of contiguous phase segments along the lines, with the maximum-likelihood power-law slope
+    above l_min drawn where a fit exists.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 2.6), constrained_layout=True)
+    ax = axes[0]
+    for name, fl in field_lines.items():
+        style = medium_style(media[name]) if name in media else {"linestyle": "-"}
+        z = fl["distance"].values
+        k = fl["kappa_fl"].values
+        band = fl["kappa_fl_interval"].values
+        line, = ax.plot(z, k, ls=style["linestyle"], lw=1.2, label=name)
+        ax.fill_between(z, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.25, lw=0)
+        ax.axhline(float(fl["kappa_fl_plateau"]), color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"distance along $\hat B_0$, $z$ [pc]", fontsize=8)
+    ax.set_ylabel(r"$\kappa_{\rm FL}(z) = \langle|\Delta r_\perp|^2\rangle / 4z$ [pc]", fontsize=8)
+    ax.legend(fontsize=6, frameon=False)
+    ax.tick_params(labelsize=7)
+
+    ax = axes[1]
+    all_e = []
+    for i, (name, by_energy) in enumerate(media.items()):
+        energies, results = _energy_series(by_energy)
+        all_e += list(energies)
+        style = medium_style(by_energy)
+        color = f"C{i}"
+        dperp = np.array([float(plateau_or_late(ds, "D_perp")[0]) for ds in results])
+        ax.plot(energies, dperp, color=color, ls="none", marker=style["marker"], ms=4, label=f"{name}: particles")
+        if name not in field_lines:
+            continue
+        kfl = float(field_lines[name]["kappa_fl_plateau"])
+        dpar = np.array([float(plateau_or_late(ds, "D_par")[0]) for ds in results])
+        t_end = np.array([float(ds["time"].values[-1]) for ds in results])
+        exp = flrw_expectations(kfl, dpar, t_end)
+        ax.axhline(exp["ballistic_cm2_s"], color=color, ls=style["linestyle"], lw=1.0)
+        ax.plot(energies, exp["compound_cm2_s"], color=color, ls=":", lw=1.0)
+    if all_e:
+        _energy_axes(ax, all_e)
+    ax.set_ylabel(r"$D_\perp$ [cm$^2$ s$^{-1}$]", fontsize=8)
+    handles = [Line2D([], [], color="k", marker="s", ls="none", ms=4, label="particles"),
+               Line2D([], [], color="k", ls="-", label=r"$\kappa_{\rm FL} c/2$"),
+               Line2D([], [], color="k", ls=":", label=r"$\kappa_{\rm FL}\sqrt{4D_\parallel/\pi t}$")]
+    ax.legend(handles=handles, fontsize=6, frameon=False)
+
+    ax = axes[2]
+    for name, fl in field_lines.items():
+        style = medium_style(media[name]) if name in media else {"linestyle": "-"}
+        edges = fl["length_edges"].values
+        centre = np.sqrt(edges[:-1] * edges[1:])
+        for i, ph in enumerate(str(p) for p in fl["phase"].values):
+            pdf = fl["segment_pdf"].values[i]
+            if not np.any(pdf > 0):
+                continue
+            ok = pdf > 0
+            ax.plot(centre[ok], pdf[ok], color=PHASE_COLORS.get(ph), ls=style["linestyle"], lw=1.0,
+                    label=f"{name}: {ph}")
+            a = float(fl["powerlaw_alpha"].values[i])
+            lmin = float(fl["powerlaw_l_min"].values[i])
+            if np.isfinite(a):
+                x = centre[centre >= lmin]
+                if x.size:
+                    y0 = np.interp(np.log(x[0]), np.log(centre[ok]), pdf[ok])
+                    ax.plot(x, y0 * (x / x[0]) ** (-a), color="k", lw=0.6, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("segment arc length $l$ [pc]", fontsize=8)
+    ax.set_ylabel(r"$p(l)$ [pc$^{-1}$]", fontsize=8)
+    ax.legend(fontsize=5, frameon=False)
+    ax.tick_params(labelsize=7)
+    return fig
