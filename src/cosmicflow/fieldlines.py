@@ -1,8 +1,11 @@
-"""Magnetic field lines through a canonical snapshot (for paper Fig. 4).
+"""Magnetic field lines through a canonical snapshot: paper Fig. 4 and the `field_lines` stage.
 
 A field line solves dx/ds = B(x)/|B(x)|; it is traced with classical RK4 in arc length s [pc]
 through the periodic, trilinearly interpolated cell-centred field. Positions are unwrapped
-(the line may leave the box; the field wraps).
+(the line may leave the box; the field wraps). :func:`trace_field_lines` (SciPy, a few lines
+for Fig. 4); :func:`trace_many` (Numba, thousands of lines) feeds the field-line random walk
+and phase-patch statistics of :func:`field_line_statistics` (issue 13; see the comment block
+above :func:`trace_many` and docs/physics.md).
 """
 
 from __future__ import annotations

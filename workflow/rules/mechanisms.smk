@@ -23,6 +23,8 @@ rule field_lines:
         phases=config["phases"],
     conda:
         "../envs/cosmicflow.yaml"
+    benchmark:
+        "results/benchmarks/field_lines/{medium}.tsv"
     log:
         "results/logs/field_lines/{medium}.log",
     script:
