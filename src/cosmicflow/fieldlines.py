@@ -390,7 +390,7 @@ class FieldLineParams:
     seed: int = 0
     n_distances: int = 40
     plateau_window_dex: float = 0.5
-    bootstrap_samples: int = 200
+    bootstrap_samples: int = 100
 
     def __post_init__(self) -> None:
         checks = [
@@ -441,7 +441,7 @@ def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
     B̂0 = ⟨B⟩/|⟨B⟩| from the snapshot.
     """
     from cosmicflow.phase_rule import phase_index
-    from cosmicflow.transport import classify_exponent, TransportParams
+    from cosmicflow.transport import REGIMES, TransportParams, classify_exponent
 
     p = params or FieldLineParams()
     cell = snap.cell_pc
@@ -477,8 +477,6 @@ def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
     win = usable & (z >= z_top * 10 ** (-p.plateau_window_dex))
     g_win = float(np.polyfit(np.log(z[win]), np.log(msd[win]), 1)[0]) if win.sum() >= 2 else math.nan
     regime_code = int(classify_exponent(g_win, tp))
-    from cosmicflow.transport import REGIMES
-
     k_boot = np.nanmean(boot[:, win], axis=1)
     k_plateau = float(np.mean(kappa[win]))
     k_lo, k_hi = np.percentile(k_boot, [half, 100 - half])

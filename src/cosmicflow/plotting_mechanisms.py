@@ -86,10 +86,9 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
         ax.set_title(rf"phases, $D^{sym}$ against the geometry baseline", fontsize=8)
         ax = axes[1, col]
         if any_class:
-            ax.set_xscale("log")
-            ax.set_yscale("symlog", linthresh=1e-2)
             _energy_axes(ax, all_e)
-            ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set_yscale("linear")
+            ax.axhline(0.0, color="0.6", lw=0.6)
             ax.set_ylabel(rf"share of $D^{sym}$ (solid), time fraction (dotted)", fontsize=8)
             ax.set_title(rf"adiabaticity classes $\epsilon = |\nabla B| r_L / B$", fontsize=8)
         else:
