@@ -62,6 +62,7 @@ def test_random_per_step_phases_give_baseline_ratio_one(random_phase_result):
         assert np.all(bounds[..., 1] - bounds[..., 0] < 0.3)
         np.testing.assert_allclose(res[f"phase_share_{comp}"].values, F, atol=0.03)
         np.testing.assert_allclose(res[f"phase_share_{comp}"].values.sum(), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(res[f"phase_mobility_{comp}"].values, 1.0, atol=0.1)
 
 
 def test_uncorrelated_steps_are_not_geometry():
@@ -69,6 +70,8 @@ def test_uncorrelated_steps_are_not_geometry():
     res = _result(*_walk(2, 0.05, random_labels(F), 3))
     diag = np.diagonal(res["phase_baseline_ratio_perp"].values)
     np.testing.assert_allclose(diag, 1 / F, rtol=0.1)
+    # ... while the share over the time fraction (mobility) is 1 in both limits
+    np.testing.assert_allclose(res["phase_mobility_perp"].values, 1.0, atol=0.1)
 
 
 def test_confining_phase_ratio_significantly_above_one():
@@ -92,6 +95,9 @@ def test_confining_phase_ratio_significantly_above_one():
         # particle-to-particle variation of f_2 adds: <f_2^2> > <f_2>^2), far below phase 0
         r = res[f"phase_baseline_ratio_{comp}"].values
         assert abs(r[2, 2] - 1) < 0.3 and r[2, 2] < 0.5 * lo
+        # the slow phase carries less than its time share: mobility ~ (speed ratio)^2 < 1
+        m_lo, m_hi = res[f"phase_mobility_{comp}_interval"].values[0]
+        assert m_hi < 0.6
 
 
 def _class_batch(seed, n=200, hist=None):

@@ -20,11 +20,15 @@ with f_α the fraction of particle *time* spent in α. The ratios
           \\rho^{\\rm eff}_\\alpha = \\frac{D_{\\rm eff,\\alpha}}{f_\\alpha D}
           = \\rho_{\\alpha\\alpha}
 
-are 1 for pure geometry. A phase entered in long episodes over which the motion decorrelates
-(e.g. a trapping phase) has Δr_α uncorrelated with the rest, D_αα ≈ f_α D_α^intrinsic, and
-ρ_αα ≈ D_α/(f_α D) ≫ 1 when f_α is small; uncorrelated labels on uncorrelated increments give
-ρ_αα = 1/f_α. The *share* s_α = Σ_β D_αβ / D (row sum; Σ_α s_α = 1 exactly) is the fraction of
-D that α's displacement carries, to be compared with f_α.
+are 1 for pure geometry *in the correlated limit*. In the opposite limit — dwell episodes long
+against the velocity correlation time, as for the perpendicular motion, whose velocity
+decorrelates every gyration — displacements in different phases are uncorrelated,
+D_αα = f_α D_α with D_α the phase's own coefficient, and ρ_αα = D_α/(f_α D), i.e. 1/f_α for
+a medium with the same D everywhere: a large diagonal ratio of a rare phase is then geometry
+too. The *share* s_α = Σ_β D_αβ / D (row sum; Σ_α s_α = 1 exactly) is the fraction of D that
+α's displacement carries; it equals f_α in *both* limits when every phase moves particles
+alike, so the *mobility* m_α = s_α / f_α (= D_α/D in the uncorrelated limit) is the measure of
+what a phase does beyond its time share, whichever limit applies.
 
 f_α here is the time fraction t_α/t averaged over particles. For uniform injection in a static
 field it equals the phase *volume* fraction (Liouville; ``test_integrate``), not the *mass*
@@ -240,6 +244,8 @@ def window_group_estimates(
             ratio_b = mat_b / (f_boot[:, :, None] * f_boot[:, None, :] * tot_b[:, None, None])
             share = mat.sum(axis=1) / d
             share_b = mat_b.sum(axis=2) / tot_b[:, None]
+            mobility = share / np.where(f_mean > 0, f_mean, np.nan)
+            mobility_b = share_b / np.where(f_boot > 0, f_boot, np.nan)
         g = f_mean.size
         out[comp] = {
             "matrix": mat,
@@ -253,6 +259,8 @@ def window_group_estimates(
             ),
             "share": share,
             "share_interval": np.array([_interval(share_b[:, a], params) for a in range(g)]),
+            "mobility": mobility,
+            "mobility_interval": np.array([_interval(mobility_b[:, a], params) for a in range(g)]),
         }
     return out
 
@@ -292,6 +300,11 @@ def _vars_for(prefix: str, group: str, est: Mapping[str, Mapping[str, np.ndarray
             {"units": "1", "long_name": f"share of D_{comp} carried by each {what}: sum_b D_ab / D (baseline: f_a)"},
         )
         v[f"{prefix}_share_{comp}_interval"] = xr.Variable((group, "bound"), e["share_interval"], {"units": "1"})
+        v[f"{prefix}_mobility_{comp}"] = xr.Variable(
+            group, e["mobility"],
+            {"units": "1", "long_name": f"share of D_{comp} over time fraction, s_a / f_a (1 = geometry in both limits)"},
+        )
+        v[f"{prefix}_mobility_{comp}_interval"] = xr.Variable((group, "bound"), e["mobility_interval"], {"units": "1"})
     return v
 
 
@@ -393,4 +406,5 @@ def mechanism_summary(result: xr.Dataset) -> dict[str, Any]:
                 row[f"ratio_{comp}_{g}_{g}_lo"] = float(lo)
                 row[f"ratio_{comp}_{g}_{g}_hi"] = float(hi)
                 row[f"share_{comp}_{g}"] = float(result[f"{prefix}_share_{comp}"].values[i])
+                row[f"mobility_{comp}_{g}"] = float(result[f"{prefix}_mobility_{comp}"].values[i])
     return row

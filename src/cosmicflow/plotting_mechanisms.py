@@ -43,12 +43,13 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
     """Fig. 10: what in D∥ and D⊥ is beyond geometry, vs energy.
 
     Top: the diagonal geometry-baseline ratios ρ_αα = D_αα/(f_α² D) = D_eff,α/(f_α D) per
-    phase with bootstrap intervals (1 = the phase carries exactly its time share, dotted).
-    Bottom: the share of D carried by each adiabaticity class, s_α = Σ_β D_αβ/D (solid), beside
-    its time fraction f_α (dotted, the geometry baseline) — where the batches have the class
-    accounting; otherwise the panel says so.
+    phase with bootstrap intervals (1 = correlated-limit geometry, dotted; 1/f_α, thin, is the
+    uncorrelated-limit geometry of a medium with one D). Middle: the mobility
+    m_α = s_α/f_α, share of D carried by the phase over its time fraction (1 = geometry in both
+    limits). Bottom: the share of D carried by each adiabaticity class (solid) beside its time
+    fraction (dotted) — where the batches have the class accounting; otherwise the panel says so.
     """
-    fig, axes = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 5.2), constrained_layout=True, sharex=True)
+    fig, axes = plt.subplots(3, 2, figsize=(PAGE_WIDTH_IN, 7.0), constrained_layout=True, sharex=True)
     all_e = [e for by_e in media.values() for e in by_e]
     any_class = False
     for name, by_energy in media.items():
@@ -65,10 +66,17 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
                 ax.errorbar(energies[ok], vals[ok, i], yerr=err[:, ok, i], color=PHASE_COLORS.get(ph),
                             ls=style["linestyle"], marker=style["marker"], ms=3, lw=1.1, capsize=2,
                             label=f"{name}: {ph}")
+                f = np.array([ds["phase_fraction_late"].values[i] for ds in results])
+                ax.plot(energies[ok], 1 / f[ok], color=PHASE_COLORS.get(ph), ls=style["linestyle"], lw=0.5)
+                mob = np.array([ds[f"phase_mobility_{comp}"].values[i] for ds in results])
+                mb = np.array([ds[f"phase_mobility_{comp}_interval"].values[i] for ds in results])
+                axes[1, col].errorbar(energies[ok], mob[ok], yerr=np.stack([mob - mb[:, 0], mb[:, 1] - mob])[:, ok].clip(0),
+                                      color=PHASE_COLORS.get(ph), ls=style["linestyle"], marker=style["marker"],
+                                      ms=3, lw=1.1, capsize=2)
             if "class_share_perp" not in results[0]:
                 continue
             any_class = True
-            ax = axes[1, col]
+            ax = axes[2, col]
             classes = [str(c) for c in results[0]["eps_class"].values]
             share = np.array([ds[f"class_share_{comp}"].values for ds in results])
             frac = np.array([ds["class_fraction_late"].values for ds in results])
@@ -85,6 +93,11 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
         ax.set_ylabel(rf"$D^{sym}_{{\alpha\alpha}} / (f_\alpha^2 D^{sym})$", fontsize=8)
         ax.set_title(rf"phases, $D^{sym}$ against the geometry baseline", fontsize=8)
         ax = axes[1, col]
+        ax.axhline(1.0, color="k", ls=":", lw=0.8)
+        _energy_axes(ax, all_e)
+        ax.set_xlabel("")
+        ax.set_ylabel(rf"mobility $s_\alpha / f_\alpha$ of $D^{sym}$", fontsize=8)
+        ax = axes[2, col]
         if any_class:
             _energy_axes(ax, all_e)
             ax.set_yscale("linear")
@@ -97,7 +110,7 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
             ax.set_axis_off()
     axes[0, 1].legend(fontsize=6, frameon=False, ncol=2)
     if any_class:
-        axes[1, 1].legend(fontsize=6, frameon=False, ncol=1)
+        axes[2, 1].legend(fontsize=6, frameon=False, ncol=1)
     return fig
 
 
