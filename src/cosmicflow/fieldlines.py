@@ -431,9 +431,10 @@ def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
     * ``msd_perp_fl`` (distance) = ⟨|Δr⊥|²⟩ [pc²] at first passage of |Δr·B̂0| = z, over line
       branches reaching z (``branches_reached``), ``kappa_fl`` = ⟨|Δr⊥|²⟩/(4z) [pc] with its
       bootstrap interval over lines, the local exponent d ln⟨|Δr⊥|²⟩/d ln z, and the plateau
-      ``kappa_fl_plateau`` [pc] (window mean over the late window; attrs give the window's
-      exponent: 1 for a diffusive field-line random walk, 2 for lines that have not yet
-      decorrelated);
+      ``kappa_fl_plateau`` [pc] (window mean over the late window, given only when the window's
+      exponent is diffusive, |γ − 1| ≤ 0.2, else NaN; attrs give the exponent and regime: in a
+      periodic box lines can return towards their start after one box length, γ < 1), and the
+      largest running value ``kappa_fl_peak`` at ``distance_kappa_fl_peak``;
     * per phase: the pdf of complete segment arc lengths [pc⁻¹] on log bins, the ML power-law
       fit (α with interval, l_min [pc], n), the mean segment length, the linear filling
       fraction (fraction of arc length) and the volume fraction of the phase's cells.
@@ -477,9 +478,13 @@ def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
     win = usable & (z >= z_top * 10 ** (-p.plateau_window_dex))
     g_win = float(np.polyfit(np.log(z[win]), np.log(msd[win]), 1)[0]) if win.sum() >= 2 else math.nan
     regime_code = int(classify_exponent(g_win, tp))
-    k_boot = np.nanmean(boot[:, win], axis=1)
-    k_plateau = float(np.mean(kappa[win]))
-    k_lo, k_hi = np.percentile(k_boot, [half, 100 - half])
+    if regime_code >= 0 and REGIMES[regime_code] == "diffusive":
+        k_boot = np.nanmean(boot[:, win], axis=1)
+        k_plateau = float(np.mean(kappa[win]))
+        k_lo, k_hi = np.percentile(k_boot, [half, 100 - half])
+    else:  # no diffusive field-line walk within the traced length: no value is invented
+        k_plateau = k_lo = k_hi = math.nan
+    i_peak = int(np.nanargmax(np.where(usable, kappa, np.nan)))
 
     # phases along the lines
     pgrid = phase_index(np.asarray(snap["temperature"]), thresholds_K)
@@ -505,6 +510,9 @@ def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
             "msd_exponent_fl": ("distance", gamma, {"units": "1", "long_name": "d ln<|dr_perp|^2> / d ln z"}),
             "kappa_fl_plateau": ((), k_plateau, {"units": "pc", "long_name": "field-line diffusion coefficient kappa_FL (late-window mean)"}),
             "kappa_fl_plateau_interval": ("bound", [k_lo, k_hi], {"units": "pc"}),
+            "kappa_fl_peak": ((), float(kappa[i_peak]), {"units": "pc", "long_name": "largest kappa_FL(z) over distances at least half the branches reach"}),
+            "kappa_fl_peak_interval": ("bound", kappa_int[i_peak], {"units": "pc"}),
+            "distance_kappa_fl_peak": ((), float(z[i_peak]), {"units": "pc"}),
             "segment_pdf": (("phase", "length_bin"), pdf, {"units": "pc^-1", "long_name": "pdf of complete segment arc lengths per phase"}),
             "length_edges": ("length_edge", edges, {"units": "pc"}),
             "segment_count": ("phase", [r.size for r in runs], {"units": "1"}),

@@ -120,8 +120,9 @@ def fig11_field_lines(
     """Fig. 11: field-line random walk per medium and what it predicts for particles.
 
     (a) running κ_FL(z) = ⟨|Δr⊥|²⟩/(4z) of traced field lines [pc] against distance z along B̂0,
-    with its bootstrap band and plateau (dotted). (b) particle D⊥ against energy (markers) with
-    the field-line-wandering expectations: ballistic streaming along the lines, κ_FL c/2
+    with its bootstrap band and plateau (dotted; none when the late window is not diffusive).
+    (b) particle D⊥ against energy (markers) with the field-line-wandering expectations, from
+    the plateau κ_FL or, without one, the peak of κ_FL(z): ballistic streaming along the lines, κ_FL c/2
     (horizontal line), and compound subdiffusion κ_FL √(4D∥/(π t)) at the run's last time
     (thin line); see :func:`cosmicflow.fieldlines.flrw_expectations`. (c) pdf of the arc lengths
     of contiguous phase segments along the lines, with the maximum-likelihood power-law slope
@@ -136,7 +137,8 @@ def fig11_field_lines(
         band = fl["kappa_fl_interval"].values
         line, = ax.plot(z, k, ls=style["linestyle"], lw=1.2, label=name)
         ax.fill_between(z, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.25, lw=0)
-        ax.axhline(float(fl["kappa_fl_plateau"]), color=line.get_color(), ls=":", lw=0.8)
+        if np.isfinite(float(fl["kappa_fl_plateau"])):
+            ax.axhline(float(fl["kappa_fl_plateau"]), color=line.get_color(), ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"distance along $\hat B_0$, $z$ [pc]", fontsize=8)
@@ -156,6 +158,8 @@ def fig11_field_lines(
         if name not in field_lines:
             continue
         kfl = float(field_lines[name]["kappa_fl_plateau"])
+        if not np.isfinite(kfl):  # no diffusive field-line walk: the largest running value
+            kfl = float(field_lines[name]["kappa_fl_peak"])
         dpar = np.array([float(plateau_or_late(ds, "D_par")[0]) for ds in results])
         t_end = np.array([float(ds["time"].values[-1]) for ds in results])
         exp = flrw_expectations(kfl, dpar, t_end)
