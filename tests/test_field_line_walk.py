@@ -31,7 +31,7 @@ def slab_medium():
 def test_slab_field_lines_match_the_exact_formula(slab_medium):
     """<Δx²+Δy²>(z) of traced slab lines = (2/B0²)∫(z−u)[R_x(u)+R_y(u)]du over the realisation."""
     fields, dz = slab_medium
-    bx, by, bz = (np.ascontiguousarray(fields[c]) for c in ("bx", "by", "bz"))
+    bx, by = fields["bx"], fields["by"]
     refine = 8
     du = dz / refine
     z0 = 0.5 * dz + np.arange(32 * refine) * du  # every sub-grid start point, 4 x-y offsets
@@ -40,7 +40,7 @@ def test_slab_field_lines_match_the_exact_formula(slab_medium):
     assert seeds.shape[0] >= 1000
     z_t = du * np.array([4, 16, 64, 200, 300, 700])  # up to 2.7 boxes along B0 (not whole boxes:
     # this slab realisation has no k = 0 mode, so a line returns to its x, y after each box)
-    lines = trace_many(bx, by, bz, 0.0, dz, seeds, length_pc=1.6 * z_t[-1], step_pc=du / 2)
+    lines = trace_many(fields, 0.0, dz, seeds, length_pc=1.6 * z_t[-1], step_pc=du / 2)
     sq = first_passage_perp_sq(lines, (0, 0, 1), z_t)
     assert np.all(np.isfinite(sq))
     traced = sq[:, 1].mean(axis=0)  # forward branch: z0 -> z0 + z, the formula's average
@@ -53,14 +53,13 @@ def test_slab_field_lines_match_the_exact_formula(slab_medium):
 
 def test_tracer_is_bit_identical_for_one_and_two_threads(slab_medium):
     fields, dz = slab_medium
-    b = [np.ascontiguousarray(fields[c]) for c in ("bx", "by", "bz")]
     seeds = np.random.default_rng(0).random((64, 3)) * 100
     old = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = trace_many(*b, 0.0, dz, seeds, 50.0, 0.5)
+        one = trace_many(fields, 0.0, dz, seeds, 50.0, 0.5)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = trace_many(*b, 0.0, dz, seeds, 50.0, 0.5)
+        two = trace_many(fields, 0.0, dz, seeds, 50.0, 0.5)
     finally:
         numba.set_num_threads(old)
     np.testing.assert_array_equal(one, two)

@@ -21,7 +21,7 @@ from numba import njit, prange
 from scipy.ndimage import map_coordinates
 
 from cosmicflow._numba import JIT_INLINE, JIT_PARALLEL
-from cosmicflow.integrate import _field
+from cosmicflow.integrate.field import b_at, field_view, padded_field
 from cosmicflow.snapshot import Snapshot
 
 
@@ -77,7 +77,7 @@ def trace_field_lines(
 # Field-line random walk and patch statistics (issue 13; the `field_lines` stage)
 #
 # Many lines (>= 1000) are traced with a Numba RK4 kernel through the same periodic trilinear
-# interpolant the particle pusher uses (cosmicflow.integrate._field), both ways from random
+# interpolant the particle pusher uses (cosmicflow.integrate.field.b_at on its padded layout), both ways from random
 # seeds, unwrapped across periodic images. From them:
 #
 # * the running field-line diffusion ⟨|Δr⊥|²⟩(z) against the distance z = |Δr·B̂0| along the
@@ -93,16 +93,15 @@ def trace_field_lines(
 
 
 @njit(**JIT_INLINE)
-def _unit_field(bx, by, bz, px, py, pz, ox, oy, oz, idx, idy, idz):
-    """B̂ at the unwrapped position p [pc]: wrapped cell coordinates, periodic trilinear B."""
-    nx, ny, nz = bx.shape
+def _unit_field(field, n, px, py, pz, ox, oy, oz, idx, idy, idz):
+    """B̂ at the unwrapped position p [pc]: wrapped cell coordinates, the pusher's look-up."""
     cx = (px - ox) * idx
     cy = (py - oy) * idy
     cz = (pz - oz) * idz
-    cx -= nx * math.floor(cx / nx)
-    cy -= ny * math.floor(cy / ny)
-    cz -= nz * math.floor(cz / nz)
-    fx, fy, fz = _field(bx, by, bz, cx, cy, cz)
+    cx -= n[0] * math.floor(cx / n[0])
+    cy -= n[1] * math.floor(cy / n[1])
+    cz -= n[2] * math.floor(cz / n[2])
+    fx, fy, fz = b_at(field, cx, cy, cz)
     m = math.sqrt(fx * fx + fy * fy + fz * fz)
     if m == 0.0:
         return 0.0, 0.0, 0.0
@@ -110,12 +109,13 @@ def _unit_field(bx, by, bz, px, py, pz, ox, oy, oz, idx, idy, idz):
 
 
 @njit(**JIT_PARALLEL)
-def _trace_kernel(bx, by, bz, origin, inv_cell, seeds, h, n_steps, out):
+def _trace_kernel(field, n, origin, inv_cell, seeds, h, n_steps, out):
     """RK4 in arc length of dr/ds = B̂(r) from each seed, backward and forward.
 
-    ``out`` (n, 2 n_steps + 1, 3) [pc]: sample n_steps is the seed, higher indices forward
-    (along B), lower backward; step h [pc]. Each line is independent (prange), so the result
-    does not depend on the number of threads.
+    ``field`` is the pusher's :class:`~cosmicflow.integrate.field.Field` of a grid with ``n``
+    (3,) cells; ``out`` (n_lines, 2 n_steps + 1, 3) [pc]: sample n_steps is the seed, higher
+    indices forward (along B), lower backward; step h [pc]. Each line is independent (prange),
+    so the result does not depend on the number of threads.
     """
     ox, oy, oz = origin[0], origin[1], origin[2]
     idx, idy, idz = inv_cell[0], inv_cell[1], inv_cell[2]
@@ -127,12 +127,12 @@ def _trace_kernel(bx, by, bz, origin, inv_cell, seeds, h, n_steps, out):
             out[i, n_steps, 2] = pz
             hs = sgn * h
             for k in range(1, n_steps + 1):
-                k1x, k1y, k1z = _unit_field(bx, by, bz, px, py, pz, ox, oy, oz, idx, idy, idz)
-                k2x, k2y, k2z = _unit_field(bx, by, bz, px + 0.5 * hs * k1x, py + 0.5 * hs * k1y,
+                k1x, k1y, k1z = _unit_field(field, n, px, py, pz, ox, oy, oz, idx, idy, idz)
+                k2x, k2y, k2z = _unit_field(field, n, px + 0.5 * hs * k1x, py + 0.5 * hs * k1y,
                                             pz + 0.5 * hs * k1z, ox, oy, oz, idx, idy, idz)
-                k3x, k3y, k3z = _unit_field(bx, by, bz, px + 0.5 * hs * k2x, py + 0.5 * hs * k2y,
+                k3x, k3y, k3z = _unit_field(field, n, px + 0.5 * hs * k2x, py + 0.5 * hs * k2y,
                                             pz + 0.5 * hs * k2z, ox, oy, oz, idx, idy, idz)
-                k4x, k4y, k4z = _unit_field(bx, by, bz, px + hs * k3x, py + hs * k3y, pz + hs * k3z,
+                k4x, k4y, k4z = _unit_field(field, n, px + hs * k3x, py + hs * k3y, pz + hs * k3z,
                                             ox, oy, oz, idx, idy, idz)
                 px += hs / 6.0 * (k1x + 2.0 * k2x + 2.0 * k3x + k4x)
                 py += hs / 6.0 * (k1y + 2.0 * k2y + 2.0 * k3y + k4y)
@@ -144,23 +144,26 @@ def _trace_kernel(bx, by, bz, origin, inv_cell, seeds, h, n_steps, out):
 
 
 def trace_many(
-    bx: np.ndarray, by: np.ndarray, bz: np.ndarray, origin_pc, cell_pc, seeds_pc: np.ndarray,
-    length_pc: float, step_pc: float,
+    fields, origin_pc, cell_pc, seeds_pc: np.ndarray, length_pc: float, step_pc: float,
 ) -> np.ndarray:
-    """Field lines through cell-centred periodic grids bx, by, bz [any units], both ways.
+    """Field lines through the cell-centred periodic field of ``fields`` (``bx, by, bz,
+    temperature``, e.g. a :class:`~cosmicflow.snapshot.Snapshot`'s), both ways.
 
     Returns (n, 2 m + 1, 3) unwrapped positions [pc], m = ceil(length/step), the seed at index
-    m, forward (along B) above it. RK4 in arc length with the pusher's trilinear interpolant;
-    a point where B = 0 stops the line there (direction zero).
+    m, forward (along B) above it. RK4 in arc length with the pusher's trilinear look-up on its
+    padded layout (:func:`cosmicflow.integrate.field.padded_field`); a point where B = 0 stops
+    the line there (direction zero).
     """
     if step_pc <= 0 or length_pc <= 0:
         raise ValueError(f"field lines need length_pc > 0 and step_pc > 0, got {length_pc}, {step_pc}")
+    grid = padded_field({k: fields[k] for k in ("bx", "by", "bz", "temperature")})
+    n = np.array(grid.shape[:3], dtype=np.float64) - 2.0
     seeds = np.ascontiguousarray(np.atleast_2d(seeds_pc), dtype=np.float64)
     n_steps = int(math.ceil(length_pc / step_pc))
     out = np.empty((seeds.shape[0], 2 * n_steps + 1, 3))
     origin = np.broadcast_to(np.asarray(origin_pc, np.float64), (3,)).copy()
     inv_cell = 1.0 / np.broadcast_to(np.asarray(cell_pc, np.float64), (3,))
-    _trace_kernel(bx, by, bz, origin, inv_cell.copy(), seeds, float(step_pc), n_steps, out)
+    _trace_kernel(field_view(grid), n, origin, inv_cell.copy(), seeds, float(step_pc), n_steps, out)
     return out
 
 
@@ -454,8 +457,7 @@ def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
     b0hat = b0 / np.linalg.norm(b0)
     rng = np.random.default_rng(p.seed)
     seeds = snap.origin_pc + rng.random((p.n_lines, 3)) * snap.box_pc
-    lines = trace_many(np.asarray(snap["bx"]), np.asarray(snap["by"]), np.asarray(snap["bz"]),
-                       snap.origin_pc, cell, seeds, length, step)
+    lines = trace_many(snap.fields, snap.origin_pc, cell, seeds, length, step)
 
     z = np.geomspace(float(cell.min()), length, p.n_distances)
     sq = first_passage_perp_sq(lines, b0hat, z)  # (line, branch, z)
