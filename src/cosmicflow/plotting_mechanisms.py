@@ -49,9 +49,11 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
     limits). Bottom: the share of D carried by each adiabaticity class (solid) beside its time
     fraction (dotted) — where the batches have the class accounting; otherwise the panel says so.
     """
-    fig, axes = plt.subplots(3, 2, figsize=(PAGE_WIDTH_IN, 7.0), constrained_layout=True, sharex=True)
+    any_class = any("class_share_perp" in ds for by_e in media.values() for ds in by_e.values())
+    rows = 3 if any_class else 2
+    fig, axes = plt.subplots(rows, 2, figsize=(PAGE_WIDTH_IN, 2.4 * rows), constrained_layout=True,
+                             sharex=True)
     all_e = [e for by_e in media.values() for e in by_e]
-    any_class = False
     for name, by_energy in media.items():
         energies, results = _energy_series(by_energy)
         style = medium_style(by_energy)
@@ -75,7 +77,6 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
                                       ms=3, lw=1.1, capsize=2)
             if "class_share_perp" not in results[0]:
                 continue
-            any_class = True
             ax = axes[2, col]
             classes = [str(c) for c in results[0]["eps_class"].values]
             share = np.array([ds[f"class_share_{comp}"].values for ds in results])
@@ -95,19 +96,17 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
         ax = axes[1, col]
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
         _energy_axes(ax, all_e)
-        ax.set_xlabel("")
         ax.set_ylabel(rf"mobility $s_\alpha / f_\alpha$ of $D^{sym}$", fontsize=8)
-        ax = axes[2, col]
         if any_class:
+            ax.set_xlabel("")
+            ax = axes[2, col]
             _energy_axes(ax, all_e)
             ax.set_yscale("linear")
             ax.axhline(0.0, color="0.6", lw=0.6)
             ax.set_ylabel(rf"share of $D^{sym}$ (solid), time fraction (dotted)", fontsize=8)
             ax.set_title(rf"adiabaticity classes $\epsilon = |\nabla B| r_L / B$", fontsize=8)
         else:
-            ax.text(0.5, 0.5, "no class accounting in these batches\n(integrate.class_accounting)",
-                    ha="center", va="center", transform=ax.transAxes, fontsize=8)
-            ax.set_axis_off()
+            ax.set_title("(no adiabaticity classes: batches without integrate.class_accounting)", fontsize=7)
     axes[0, 1].legend(fontsize=6, frameon=False, ncol=2)
     if any_class:
         axes[2, 1].legend(fontsize=6, frameon=False, ncol=1)
@@ -132,9 +131,10 @@ def fig11_field_lines(
     ax = axes[0]
     for name, fl in field_lines.items():
         style = medium_style(media[name]) if name in media else {"linestyle": "-"}
-        z = fl["distance"].values
-        k = fl["kappa_fl"].values
-        band = fl["kappa_fl_interval"].values
+        use = fl["branches_reached"].values >= fl.attrs.get("n_lines", 0)  # half the branches
+        z = fl["distance"].values[use]
+        k = fl["kappa_fl"].values[use]
+        band = fl["kappa_fl_interval"].values[use]
         line, = ax.plot(z, k, ls=style["linestyle"], lw=1.2, label=name)
         ax.fill_between(z, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.25, lw=0)
         if np.isfinite(float(fl["kappa_fl_plateau"])):
@@ -144,7 +144,7 @@ def fig11_field_lines(
     ax.set_xlabel(r"distance along $\hat B_0$, $z$ [pc]", fontsize=8)
     ax.set_ylabel(r"$\kappa_{\rm FL}(z) = \langle|\Delta r_\perp|^2\rangle / 4z$ [pc]", fontsize=8)
     ax.legend(fontsize=6, frameon=False)
-    ax.tick_params(labelsize=7)
+    ax.tick_params(which="both", labelsize=7)
 
     ax = axes[1]
     all_e = []
@@ -171,7 +171,7 @@ def fig11_field_lines(
     handles = [Line2D([], [], color="k", marker="s", ls="none", ms=4, label="particles"),
                Line2D([], [], color="k", ls="-", label=r"$\kappa_{\rm FL} c/2$"),
                Line2D([], [], color="k", ls=":", label=r"$\kappa_{\rm FL}\sqrt{4D_\parallel/\pi t}$")]
-    ax.legend(handles=handles, fontsize=6, frameon=False)
+    ax.legend(handles=handles, fontsize=6, frameon=False, loc="center left")
 
     ax = axes[2]
     for name, fl in field_lines.items():
@@ -188,7 +188,7 @@ def fig11_field_lines(
             a = float(fl["powerlaw_alpha"].values[i])
             lmin = float(fl["powerlaw_l_min"].values[i])
             if np.isfinite(a):
-                x = centre[centre >= lmin]
+                x = centre[(centre >= lmin) & (centre <= centre[ok].max())]
                 if x.size:
                     y0 = np.interp(np.log(x[0]), np.log(centre[ok]), pdf[ok])
                     ax.plot(x, y0 * (x / x[0]) ** (-a), color="k", lw=0.6, ls="--")
