@@ -22,9 +22,11 @@ include: "workflow/rules/figures_medium.smk"
 include: "workflow/rules/figures_transport.smk"
 include: "workflow/rules/regime.smk"
 include: "workflow/rules/convergence.smk"
+include: "workflow/rules/mechanisms.smk"
 
 
 rule all:
     input:
         get_final_outputs(),
+        mechanism_figures(),
     default_target: True

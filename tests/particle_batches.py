@@ -214,3 +214,95 @@ def hard_sphere_helices(
     frame = orthonormal_frame(b0hat)  # B0-frame (z along B0) -> xyz
     disp = C_PC_S * disp[..., [2, 0, 1]] @ frame  # (along B0, e1, e2) components
     return np.concatenate([[0.0], steps * h]), disp, mu
+
+
+def labelled_ou_walk(
+    rng: np.random.Generator,
+    n: int,
+    n_steps: int,
+    dt: float,
+    tau: float,
+    sigma_v: float,
+    out_steps,
+    next_labels,
+    n_groups: int,
+    speed=None,
+):
+    """Ornstein–Uhlenbeck velocities with a group label per step, accumulated per group.
+
+    Each velocity component follows the exact AR(1) update v ← a v + σ_v √(1 − a²) ξ with
+    a = e^{−dt/τ} (correlation time ``tau`` [s], stationary rms ``sigma_v`` [pc s^-1] per
+    component, so D = σ_v² τ per component at t ≫ τ); a step's increment is
+    ``speed[label]`` · v dt. ``next_labels(rng, labels)`` returns the (n,) labels of the next
+    step from the previous ones (−1 before the first step). Outputs at the step counts
+    ``out_steps`` (increasing, > 0), with t = 0 prepended. Returns (time [s], displacement
+    (n, nt, 3) [pc], group_displacement (n, nt, G, 3) [pc], group_time (n, nt, G) [s]).
+    """
+    a = math.exp(-dt / tau)
+    b = sigma_v * math.sqrt(1.0 - a * a)
+    speed = np.ones(n_groups) if speed is None else np.asarray(speed, float)
+    out_steps = np.asarray(out_steps, dtype=np.int64)
+    v = rng.normal(size=(n, 3)) * sigma_v
+    labels = np.full(n, -1)
+    r = np.zeros((n, 3))
+    g_r = np.zeros((n, n_groups, 3))
+    g_t = np.zeros((n, n_groups))
+    nt = out_steps.size + 1
+    disp = np.zeros((n, nt, 3))
+    gdisp = np.zeros((n, nt, n_groups, 3))
+    gtime = np.zeros((n, nt, n_groups))
+    k_out = 0
+    rows = np.arange(n)
+    for step in range(1, int(out_steps[-1]) + 1):
+        labels = next_labels(rng, labels)
+        inc = speed[labels][:, None] * v * dt
+        r += inc
+        g_r[rows, labels] += inc
+        g_t[rows, labels] += dt
+        v = a * v + b * rng.normal(size=(n, 3))
+        if step == out_steps[k_out]:
+            k_out += 1
+            disp[:, k_out], gdisp[:, k_out], gtime[:, k_out] = r, g_r, g_t
+    time = np.concatenate([[0.0], out_steps * dt])
+    return time, disp, gdisp, gtime
+
+
+def random_labels(probabilities):
+    """``next_labels`` for :func:`labelled_ou_walk`: an independent draw per step."""
+    p = np.asarray(probabilities, float)
+
+    def draw(rng, labels):
+        return rng.choice(p.size, size=labels.size, p=p)
+
+    return draw
+
+
+def with_classes(
+    ds: xr.Dataset,
+    joint_displacement,
+    joint_time,
+    class_labels=("eps<0.1", "0.1<=eps<1", "eps>=1"),
+    scatter_counts=None,
+) -> xr.Dataset:
+    """Add the adiabaticity-class variables of the batch contract to a batch Dataset.
+
+    ``joint_displacement`` (particle, time, phase, eps_class, 3) [pc] and ``joint_time``
+    (particle, time, phase, eps_class) [s] hold the per-(phase, class) accumulators; the phase
+    and class variables are their sums, as the pusher's recorder defines them.
+    ``scatter_counts`` (phase, eps_bin) fills ``hist_epsilon_scatter`` (zeros by default).
+    """
+    jd = np.asarray(joint_displacement, float)
+    jt = np.asarray(joint_time, float)
+    nb = ds.sizes["eps_bin"]
+    counts = np.zeros((3, nb), np.int64) if scatter_counts is None else np.asarray(scatter_counts, np.int64)
+    out = ds.assign(
+        phase_displacement=(("particle", "time", "phase", "component"), jd.sum(axis=3), {"units": "pc"}),
+        phase_time=(("particle", "time", "phase"), jt.sum(axis=3), {"units": "s"}),
+        class_displacement=(("particle", "time", "eps_class", "component"), jd.sum(axis=2), {"units": "pc"}),
+        class_time=(("particle", "time", "eps_class"), jt.sum(axis=2), {"units": "s"}),
+        phase_class_time=(("particle", "time", "phase", "eps_class"), jt, {"units": "s"}),
+        hist_epsilon_scatter=(("phase", "eps_bin"), counts, {"units": "count"}),
+    )
+    out = out.assign_coords(eps_class=list(class_labels))
+    out.attrs.update({"eps_class_edges": [0.1, 1.0], "scatter_dmu_threshold": 0.1})
+    return out

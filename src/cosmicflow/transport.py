@@ -79,6 +79,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from cosmicflow import mechanisms
 from cosmicflow.constants import PC_CM
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
 from cosmicflow.regime import RegimeThresholds
@@ -300,6 +301,7 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
     if not paths:
         raise ValueError("load_batches: no batch files given")
     parts = []
+    scatter_hists = []  # per-batch ε histograms at scattering events (cosmicflow.mechanisms)
     first: xr.Dataset | None = None
     first_path = ""
     eps_hist: tuple[np.ndarray, np.ndarray] | None = None
@@ -312,9 +314,10 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
             raise InputError(f"{p}: cannot open as a particle batch ({err})") from err
         with raw:
             _check_batch(raw, p)
-            ds = raw[list(_BATCH_VARIABLES)].load()
+            ds = raw[list(_BATCH_VARIABLES) + mechanisms.class_batch_variables(raw, p)].load()
             ds.attrs = dict(raw.attrs)
             hist = _epsilon_histogram(raw, p)
+            scatter_hists.append(raw[[v for v in ("hist_epsilon_scatter", "eps_edges") if v in raw.variables]].load())
         real = _realisation_of(ds.attrs, p)
         ds["realisation"] = ("particle", np.full(ds.sizes["particle"], real, dtype=np.int64))
         sources.setdefault(real, str(ds.attrs.get("realisation_source", f"batch file {os.path.basename(p)}")))
@@ -354,7 +357,9 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
     if eps_hist is not None:
         merged["hist_epsilon"] = (("phase", "eps_bin"), eps_hist[0], {"units": "count"})
         merged["eps_edges"] = ("eps_edge", eps_hist[1], {"units": "1"})
-    return merged
+    if "class_displacement" in merged.variables:
+        mechanisms.check_class_sum(merged)
+    return mechanisms.merge_scatter_histograms(merged, scatter_hists)
 
 
 def _realisation_of(attrs: Mapping[str, Any], path: str) -> int:
@@ -1200,6 +1205,10 @@ def analyse_transport(
         reached = bool(attrs[f"D_{comp}_plateau_reached"])
         out = out.assign(_phase_plateau_vars(comp, products, f_end, mask, reached, params))
 
+    mech = mechanisms.mechanism_vars(pos_ds, b0hat, mask, params)
+    out = xr.merge([out, mech], combine_attrs="drop_conflicts")
+    attrs.update(mech.attrs)
+
     variables, a = _dmumu_headline_vars(ds, out["mean_sq_dmu"].values, params)
     out = out.assign(variables)
     attrs.update(a)
@@ -1370,6 +1379,7 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
         row[f"flag_{flag}"] = bool(a[f"flag_{flag}"])
     row["regime_ok"] = bool(a["regime_ok"])
     row["caveats"] = str(a.get("caveats", ""))
+    row.update(mechanisms.mechanism_summary(result))
     return row
 
 
