@@ -20,9 +20,12 @@ include: "workflow/rules/phases.smk"
 include: "workflow/rules/gradients.smk"
 include: "workflow/rules/figures_medium.smk"
 include: "workflow/rules/figures_transport.smk"
+include: "workflow/rules/twophase.smk"
 
 
 rule all:
     input:
         get_final_outputs(),
+        "results/transport_theory.csv",
+        "results/implications.csv",
     default_target: True

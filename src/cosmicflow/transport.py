@@ -987,7 +987,15 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
     row["sum_rule_max_rel_dev_par"] = float(a["sum_rule_max_rel_dev_par"])
     row["sum_rule_max_rel_dev_perp"] = float(a["sum_rule_max_rel_dev_perp"])
     row["sum_rule_ok"] = bool(a["sum_rule_ok"])
+    row.update(_twophase_columns(result))
     return row
+
+
+def _twophase_columns(result: xr.Dataset) -> dict[str, Any]:
+    """κ_H, κ_A, the sub-grid prediction and where D∥ sits (cosmicflow.twophase, issue 14)."""
+    from cosmicflow.twophase import summary_columns
+
+    return summary_columns(result)
 
 
 def write_summary(results: Iterable[str | os.PathLike], output: str | os.PathLike) -> Path:

@@ -23,7 +23,7 @@ rule transport:
 rule summary:
     input:
         transport=transport_results(),
-        code=package_code("transport"),
+        code=package_code("transport", "twophase"),
     output:
         summary="results/transport_summary.csv",
     conda:
