@@ -376,7 +376,7 @@ def test_killed_run_resumes_to_identical_output(snapshot_file, tmp_path, monkeyp
               settings=IntegrateSettings(**SMALL), progress=False)
     ref = integrate_batch(snapshot_file, tmp_path / "ref.h5", **kw)
 
-    real = ci._advance
+    real = ci.push._advance
     calls = []
 
     def dying(*args):
@@ -386,13 +386,13 @@ def test_killed_run_resumes_to_identical_output(snapshot_file, tmp_path, monkeyp
         return real(*args)
 
     out = tmp_path / "run.h5"
-    monkeypatch.setattr(ci, "_advance", dying)
+    monkeypatch.setattr(ci.push, "_advance", dying)
     with pytest.raises(KeyboardInterrupt):
         integrate_batch(snapshot_file, out, **kw)
     assert not out.exists() and (tmp_path / "run.h5.ckpt.npz").exists()
 
     calls.clear()
-    monkeypatch.setattr(ci, "_advance", lambda *a: (calls.append(1), real(*a))[1])
+    monkeypatch.setattr(ci.push, "_advance", lambda *a: (calls.append(1), real(*a))[1])
     integrate_batch(snapshot_file, out, **kw)
     assert len(calls) == 10 - 5  # resumed after the 5 finished segments
     assert not (tmp_path / "run.h5.ckpt.npz").exists()
@@ -545,13 +545,12 @@ def test_grid_interpolation_equals_periodic_trilinear():
     shape = np.array([6, 5, 4])
     f = {k: rng.normal(size=tuple(shape)).astype(np.float32)
          for k in ("bx", "by", "bz", "temperature")}
-    grid = ci.padded_field(f).reshape(-1)
-    gdim = shape + 2
+    field = ci.field_view(ci.padded_field(f))
     cells = rng.uniform(0, 1, (40, 3)) * shape
     cells[:6] = [[0, 0, 0], shape, [0.5, 0.5, 0.5], shape - 0.5, [1e-300, 3, 2], [6, 0.2, 4]]
     for c in cells:
         for v, k in enumerate(("bx", "by", "bz", "temperature")):
-            got = ci._grid_value(grid, gdim, c[0], c[1], c[2], v)
+            got = ci.field.field_values(field, c, v)[0]
             assert got == pytest.approx(trilinear_reference(f[k], c, 0.0, 1.0), rel=1e-12,
                                         abs=1e-12)
 
@@ -579,3 +578,101 @@ def test_field_cache_is_shared_input_and_stale_cache_refused(snapshot_file, tmp_
         ci.read_field_cache(cache, other)
     with pytest.raises(InputError, match="does not exist"):
         ci.read_field_cache(tmp_path / "none.h5", snapshot_file)
+
+
+# ------------------------------------------------------------------------------------------
+# the scattering slot and its rate models (issue 14's physics tests build on these)
+# ------------------------------------------------------------------------------------------
+
+
+def _scatter_runs(models, n=37, temperature=None, seed=51):
+    """One run per scattering model on the same particles and RNG seeds; returns the results."""
+    f = multiphase_fields(16, 50.0, seed=8)
+    if temperature is not None:
+        f["temperature"][:] = temperature
+    rng = np.random.default_rng(seed)
+    pos, d, _ = ci.inject(f, 0.0, 50.0, n, rng)
+    seeds = rng.integers(0, 2**63, n, dtype=np.uint64)
+    out = []
+    for model in models:
+        kw = ({"subgrid_nu_over_omega": model} if isinstance(model, float)
+              else {"scattering": model})
+        st = IntegrateSettings(duration_gyroperiods=5.0, output_times=5, trajectories=2, **kw)
+        out.append(integrate_particles(f, 0.0, 50.0, pos, d, energy_pev=2.0, settings=st,
+                                       rng_seeds=seeds))
+    return f, out
+
+
+def _same(a, b):
+    for k, v in a.items():
+        np.testing.assert_array_equal(v, b[k], err_msg=k)
+
+
+def test_equal_phase_rates_reproduce_uniform_scattering_bit_for_bit():
+    from cosmicflow.integrate import ScatteringSettings as S
+
+    nu = 0.3
+    _, (legacy, uniform, phase, mirror, none) = _scatter_runs([
+        nu,  # the old key: model uniform
+        S(model="uniform", nu_over_omega=nu),
+        S(model="phase", phase_nu_over_omega=(nu, nu, nu), e0_PeV=7.0),  # q = 1: nu/Omega fixed
+        S(model="micromirror", micromirror_b_threshold_uG=0.0, micromirror_nu_over_omega=nu),
+        0.0,
+    ])
+    for other in (uniform, phase, mirror):
+        _same(legacy, other)
+    # and scattering did happen: the directions differ from the run without it
+    assert np.mean(np.all(legacy["final_direction"] != none["final_direction"], axis=1)) > 0.9
+
+
+def test_scattering_slot_reads_the_local_phase_and_field():
+    from cosmicflow.integrate import ScatteringSettings as S
+
+    # all cells CNM (50 K): a rate in the other phases only never fires, a CNM rate always can
+    f, (off, warm_only, cold) = _scatter_runs([
+        0.0, S(model="phase", phase_nu_over_omega=(0.0, 0.5, 0.5)),
+        S(model="phase", phase_nu_over_omega=(0.5, 0.0, 0.0))], temperature=50.0)
+    _same(off, warm_only)
+    assert not np.array_equal(off["final_direction"], cold["final_direction"])
+    # micromirror patches above the largest |B| anywhere: no patch, no scattering
+    bmax = float(np.sqrt(f["bx"].astype(float)**2 + f["by"]**2 + f["bz"]**2).max())
+    _, (off2, above) = _scatter_runs([0.0, S(model="micromirror", micromirror_b_threshold_uG=bmax,
+                                                micromirror_nu_over_omega=5.0)])
+    _same(off2, above)
+
+
+def test_scattering_energy_law_and_config():
+    from cosmicflow.integrate import ScatteringSettings as S
+
+    # nu(E) = nu0 (E/E0)^-q [s^-1] and Omega_ref ∝ 1/E: nu/Omega_ref(E) = nu0 (E/E0)^(1-q)
+    mm = S.from_config({"model": "micromirror", "nu_over_omega": 0.01,
+                        "micromirror": {"b_threshold_uG": 6.0, "nu_over_omega": 0.4},
+                        "energy_law": {"e0_PeV": 1.0, "q": 2.0}})
+    nu, b_mm, nu_mm = mm.rates_over_omega(4.0)
+    np.testing.assert_allclose(nu, [0.01 / 4] * 3, rtol=1e-15)
+    assert (b_mm, nu_mm) == (6.0, pytest.approx(0.4 / 4, rel=1e-15))
+    ph = S.from_config({"model": "phase", "phase_nu_over_omega": [1.0, 0.1, 0.01],
+                        "energy_law": {"e0_PeV": 2.0, "q": 0.0}})
+    np.testing.assert_allclose(ph.rates_over_omega(8.0)[0], [4.0, 0.4, 0.04], rtol=1e-15)
+    assert S().rates_over_omega(3.0)[0].tolist() == [0.0] * 3
+    with pytest.raises(ValueError, match=r"integrate.scattering config: unknown key\(s\) \['rate'\]"):
+        S.from_config({"model": "phase", "rate": 1.0})
+    with pytest.raises(ValueError, match="micromirror config: unknown key"):
+        S.from_config({"model": "micromirror", "micromirror": {"threshold": 1.0}})
+    with pytest.raises(ValueError, match="b_threshold_uG"):
+        S.from_config({"model": "micromirror"})
+    with pytest.raises(ValueError, match="one per phase"):
+        S.from_config({"model": "phase", "phase_nu_over_omega": [1.0, 2.0]})
+    cfg = {"integrate": {"scattering": {"model": "uniform", "nu_over_omega": 0.2}}}
+    assert IntegrateSettings.from_config(cfg).scattering_model().nu_over_omega == 0.2
+    with pytest.raises(ValueError, match="not both"):
+        IntegrateSettings(subgrid_nu_over_omega=0.1, scattering=S(model="uniform")).check()
+
+
+def test_settings_reject_unknown_config_keys():
+    with pytest.raises(ValueError, match=r"integrate config: unknown key\(s\) \['max_rotation'\]"):
+        IntegrateSettings.from_config({"integrate": {"max_rotation": 0.1}})
+    with pytest.raises(ValueError, match=r"integrate.mono config: unknown key\(s\) \['mu'\]"):
+        IntegrateSettings.from_config({"integrate": {"mono": {"mu": [0.5]}}}, "mono")
+    # the workflow's own keys are known
+    IntegrateSettings.from_config({"integrate": {"batches": 2, "particles_per_energy": 10}})

@@ -16,9 +16,18 @@ def test_snapshot_and_integrate_memory_scale_with_cells():
     big = resources.integrate_memory_mb(2048**3, 100, 60)
     # 2048^3 x 16 bytes = 128 GiB of mapped field cache
     assert big - small == pytest.approx((2048**3 - 128**3) * 16 / 1024**2, abs=1)
-    # particle records: 100 particles x 60 outputs x 16 float64
+    # particle records: 100 particles x 60 outputs x 16 float64 without class accounting,
+    # 16 + 3 x 3 (class displacement) + 3 (class time) + 3 x 3 (phase x class time) with it
+    plain = resources.integrate_memory_mb(128**3, 100, 60, class_accounting=False)
+    assert resources.integrate_memory_mb(128**3, 10100, 60, class_accounting=False) - plain == (
+        pytest.approx(10000 * 60 * 16 * 8 / 1024**2, abs=1))
     assert resources.integrate_memory_mb(128**3, 10100, 60) - small == pytest.approx(
-        10000 * 60 * 16 * 8 / 1024**2, abs=1)
+        10000 * 60 * 37 * 8 / 1024**2, abs=1)
+    # the compact field layout maps 8 bytes per cell instead of 16
+    compact = resources.integrate_memory_mb(2048**3, 100, 60, field_layout="compact")
+    assert big - compact == pytest.approx(2048**3 * 8 / 1024**2, abs=1)
+    with pytest.raises(ValueError, match="field_layout"):
+        resources.integrate_memory_mb(128**3, 100, 60, field_layout="half")
 
 
 def test_steps_per_gyroperiod_follows_step_rule():

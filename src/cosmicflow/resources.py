@@ -21,6 +21,9 @@ SNAPSHOT_BYTES_PER_CELL = 8 * 4
 #: bytes per cell the integrator maps: the field cache, (bx, by, bz, T) float32 interleaved per
 #: cell (the ghost layer adds 6/n of that); the phase is read from T, no separate map
 INTEGRATE_BYTES_PER_CELL = 4 * 4
+#: bytes per cell of each field-cache layout (cosmicflow.integrate.field.LAYOUTS): full =
+#: 4 float32, compact = 4 uint16 (half-float B, half-float T with the phase in its low bits)
+FIELD_LAYOUT_BYTES_PER_CELL = {"full": INTEGRATE_BYTES_PER_CELL, "compact": 4 * 2}
 #: fixed overhead of a Python process with numpy, numba, xarray imported [MB]
 PROCESS_OVERHEAD_MB = 400
 #: measured integrator cost [ns per particle-step per core] (benchmarks/bench_integrate.py,
@@ -64,16 +67,26 @@ def ingest_memory_mb(output_bytes: int) -> int:
     return int(PROCESS_OVERHEAD_MB + 1.5 * output_bytes / MB)
 
 
-def integrate_memory_mb(n_cells: int, n_particles: int, n_outputs: int, n_phases: int = 3) -> int:
+def integrate_memory_mb(n_cells: int, n_particles: int, n_outputs: int, n_phases: int = 3, *,
+                        field_layout: str = "full", class_accounting: bool = True,
+                        n_classes: int = 3) -> int:
     """Memory an integrate job needs [MB].
 
-    The fields are memory-mapped (shared through the page cache between jobs on one node, but
-    resident while the job runs, so counted here); per particle and output time it records
-    displacement (3), mu (1), per-phase displacement (3 x n_phases) and per-phase time
-    (n_phases), all float64.
+    The field cache is memory-mapped (shared through the page cache between jobs on one node,
+    but resident while the job runs, so counted here) at :data:`FIELD_LAYOUT_BYTES_PER_CELL`
+    of ``field_layout``; per particle and output time it records displacement (3), mu (1),
+    per-phase displacement (3 x n_phases) and per-phase time (n_phases), and with
+    ``class_accounting`` per-class displacement (3 x n_classes), per-class time (n_classes)
+    and phase x class time (n_phases x n_classes), all float64.
     """
-    field = n_cells * INTEGRATE_BYTES_PER_CELL
-    per_particle = n_outputs * (3 + 1 + 3 * n_phases + n_phases) * 8
+    if field_layout not in FIELD_LAYOUT_BYTES_PER_CELL:
+        raise ValueError(f"field_layout must be one of {sorted(FIELD_LAYOUT_BYTES_PER_CELL)}, "
+                         f"got {field_layout!r}")
+    field = n_cells * FIELD_LAYOUT_BYTES_PER_CELL[field_layout]
+    values = 3 + 1 + 3 * n_phases + n_phases
+    if class_accounting:
+        values += 3 * n_classes + n_classes + n_phases * n_classes
+    per_particle = n_outputs * values * 8
     return int(PROCESS_OVERHEAD_MB + (field + n_particles * per_particle) / MB)
 
 
