@@ -158,7 +158,7 @@ def test_summary_columns_place_d_par_and_predict_the_subgrid_d():
     ka = sum(fi * d for fi, d in zip(f, d_eff))
     nu = [10.0, 1.0, 0.1]  # nu_alpha / Omega_ref
     res = fake_result(d_eff, f, 2 * kh, [1.9 * kh, 2.1 * kh], attrs={
-        "scattering_model": "phase", "scattering_phase_nu_over_omega": nu})
+        "scattering_model": "phase", "scattering_nu_over_omega_phase": nu})
     row = tp.summary_columns(res)
     assert row["kappa_H_par_cm2_s"] == pytest.approx(kh)
     assert row["kappa_A_par_cm2_s"] == pytest.approx(ka)
@@ -170,7 +170,7 @@ def test_summary_columns_place_d_par_and_predict_the_subgrid_d():
     assert row["D_par_subgrid_cm2_s"] == pytest.approx(C_CM_S**2 / (3 * nu_eff * 1e-9))
     # below the harmonic mean, and a micromirror model on top of a uniform background
     res = fake_result(d_eff, f, 0.5 * kh, [0.4 * kh, 0.6 * kh], attrs={
-        "scattering_model": "micromirror", "scattering_phase_nu_over_omega": [0.1, 0.1, 0.1],
+        "scattering_model": "micromirror", "scattering_nu_over_omega_phase": [0.1, 0.1, 0.1],
         "scattering_micromirror_nu_over_omega": 2.0, "micromirror_volume_fraction": 0.2})
     row = tp.summary_columns(res)
     assert row["D_par_vs_means"] == "below_harmonic"

@@ -821,6 +821,10 @@ def _sum_rule_attrs(out: xr.Dataset, params: TransportParams) -> dict[str, Any]:
 #: batch attributes copied into the transport result
 _COPIED_ATTRS = ("medium", "energy_PeV", "injection", "charge", "larmor_radius_pc", "omega_ref_rad_s",
                  "b_ref_uG", "n_batches", "batch_files", "subgrid_nu_over_omega")
+#: the sub-grid scattering model and f_mm, for the two-phase columns (cosmicflow.twophase)
+_COPIED_ATTRS += ("scattering_model", "scattering_nu_over_omega_phase",
+                  "scattering_micromirror_b_threshold_uG", "scattering_micromirror_nu_over_omega",
+                  "scattering_energy_law", "micromirror_volume_fraction")
 
 
 def analyse_transport(ds: xr.Dataset, params: TransportParams | None = None) -> xr.Dataset:

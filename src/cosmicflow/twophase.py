@@ -327,8 +327,11 @@ def energy_slope(energies_pev: Sequence[float], values: Sequence[float], stderr:
 def subgrid_rates(result: Any) -> dict[str, Any] | None:
     """The sub-grid rate model of a transport result at its energy, or None without one.
 
-    Reads the batch attributes the integrator writes (``scattering_*``, copied into the
-    result) or the legacy ``subgrid_nu_over_omega``. Returns ``{"model", "phase_nu_over_omega"
+    Reads the batch attributes the integrator writes (``scattering_model``,
+    ``scattering_nu_over_omega_phase``, ``scattering_micromirror_b_threshold_uG``,
+    ``scattering_micromirror_nu_over_omega`` — rates at the job's energy in units of its
+    Ω_ref — and ``micromirror_volume_fraction``, copied into the result) or the legacy
+    ``subgrid_nu_over_omega``. Returns ``{"model", "phase_nu_over_omega"
     (per phase, units of the result's Ω_ref), "mm_threshold_uG", "mm_nu_over_omega" (extra rate
     inside patches), "f_mm"}``.
     """
@@ -337,7 +340,7 @@ def subgrid_rates(result: Any) -> dict[str, Any] | None:
     if model:
         if model == "none":
             return None
-        phase = np.atleast_1d(np.asarray(a.get("scattering_phase_nu_over_omega", []), np.float64))
+        phase = np.atleast_1d(np.asarray(a.get("scattering_nu_over_omega_phase", []), np.float64))
         return {
             "model": model,
             "phase_nu_over_omega": phase,

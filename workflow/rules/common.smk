@@ -14,7 +14,11 @@ PACKAGE = Path(workflow.basedir) / "src" / "cosmicflow"
 def package_code(*modules):
     """Source files of the cosmicflow modules a job runs, used as inputs so that editing the physics or the
     plotting code reruns exactly the rules that use it (Snakemake sees the package only here)."""
-    return [str(PACKAGE / f"{m}.py") for m in modules]
+    files = []
+    for m in modules:  # a subpackage (cosmicflow/integrate/) counts with all its modules
+        pkg = PACKAGE / m
+        files += sorted(map(str, pkg.glob("*.py"))) if pkg.is_dir() else [str(PACKAGE / f"{m}.py")]
+    return files
 
 
 
