@@ -23,10 +23,13 @@ include: "workflow/rules/figures_transport.smk"
 include: "workflow/rules/regime.smk"
 include: "workflow/rules/convergence.smk"
 include: "workflow/rules/mechanisms.smk"
+include: "workflow/rules/twophase.smk"
 
 
 rule all:
     input:
         get_final_outputs(),
         mechanism_figures(),
+        "results/transport_theory.csv",
+        "results/implications.csv",
     default_target: True

@@ -18,6 +18,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Line3DCollection  # noqa: E402
 
+from cosmicflow import twophase  # noqa: E402
 from cosmicflow.fieldlines import sample_periodic, trace_field_lines  # noqa: E402
 from cosmicflow.snapshot import Snapshot  # noqa: E402
 
@@ -534,7 +535,8 @@ def _empirical_band(ax, e_pev: np.ndarray):
         ax.plot(e, 1e28 * x**s, color="0.35", ls=ls, lw=1, label=rf"$10^{{28}}(E/\mathrm{{GeV}})^{{{s}}}$")
 
 
-def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Figure:
+def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]],
+                             mono: Mapping[str, Mapping[float, xr.Dataset]] | None = None) -> plt.Figure:
     """Paper Fig. 7: plateau D∥ (Eq. 8), D⊥ (Eq. 9) [cm^2 s^-1] and D_μμ/Ω (Eq. 10) vs energy.
 
     ``media`` maps medium name to {energy [PeV]: isotropic transport result}. Plateau values
@@ -583,6 +585,7 @@ def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]]) ->
     for ax, lab in zip(axes, labels):
         _energy_axes(ax, all_e)
         ax.set_ylabel(lab, fontsize=8)
+    twophase.overlay_fig7(axes, media, mono)  # Bohm, QLT kappa_par, energy slopes (issue 14)
     for ax in axes[:2]:
         _min_decades(ax, 1.5)
     band = [h for h in axes[0].get_legend_handles_labels()[0]]
@@ -722,6 +725,11 @@ def fig9_effective_diffusion(media: Mapping[str, Mapping[float, xr.Dataset]]) ->
         _energy_axes(ax, all_e)
         _min_decades(ax, 1.5)
         ax.set_ylabel(rf"$D^{{\rm eff}}_{{{comp}}}$ [cm$^2$ s$^{{-1}}$]", fontsize=8)
+    before = set(axes[1].get_legend_handles_labels()[1])
+    twophase.overlay_fig9(axes, media)  # kappa_H-kappa_A band, c^2/(3 nu_eff) (issue 14)
+    theory = [h for h, lab in zip(*axes[1].get_legend_handles_labels()) if lab not in before]
+    if theory:
+        axes[1].legend(handles=theory, fontsize=6, frameon=False)
     handles += _kind_handles(kinds_used, {})
     fig.legend(handles=handles, fontsize=6, frameon=False, loc="outside lower center", ncol=3)
     notes = caveat_lines(media)

@@ -1151,6 +1151,10 @@ def _regime_diagnostics(
 #: batch attributes copied into the transport result
 _COPIED_ATTRS = ("medium", "energy_PeV", "injection", "charge", "larmor_radius_pc", "omega_ref_rad_s",
                  "b_ref_uG", "n_batches", "batch_files", "subgrid_nu_over_omega")
+#: the sub-grid scattering model and f_mm, for the two-phase columns (cosmicflow.twophase)
+_COPIED_ATTRS += ("scattering_model", "scattering_nu_over_omega_phase",
+                  "scattering_micromirror_b_threshold_uG", "scattering_micromirror_nu_over_omega",
+                  "scattering_energy_law", "micromirror_volume_fraction")
 
 
 def analyse_transport(
@@ -1380,7 +1384,15 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
     row["regime_ok"] = bool(a["regime_ok"])
     row["caveats"] = str(a.get("caveats", ""))
     row.update(mechanisms.mechanism_summary(result))
+    row.update(_twophase_columns(result))
     return row
+
+
+def _twophase_columns(result: xr.Dataset) -> dict[str, Any]:
+    """κ_H, κ_A, the sub-grid prediction and where D∥ sits (cosmicflow.twophase, issue 14)."""
+    from cosmicflow.twophase import summary_columns
+
+    return summary_columns(result)
 
 
 def write_summary(results: Iterable[str | os.PathLike], output: str | os.PathLike) -> Path:

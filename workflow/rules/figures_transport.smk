@@ -56,6 +56,7 @@ rule fig6_dmumu_vs_mu0:
 rule fig7_diffusion_vs_energy:
     input:
         results=isotropic_results(),
+        mono=mono_results(),
         code=script_code("plot_transport_vs_energy"),
     output:
         png=report("results/figures/fig7_diffusion_vs_energy.png", caption="../report/fig7_diffusion_vs_energy.rst", category="Transport"),

@@ -12,4 +12,7 @@ from cosmicflow.plotting import save_figure  # noqa: E402
 
 media = plotting_transport.load_results(snakemake.input.results)  # noqa: F821
 figure = getattr(plotting_transport, snakemake.params.figure)  # noqa: F821
-save_figure(figure(media), snakemake.output.png, snakemake.output.pdf)  # noqa: F821
+extra = {}
+if snakemake.params.figure == "fig7_diffusion_vs_energy" and snakemake.input.get("mono"):  # noqa: F821
+    extra["mono"] = plotting_transport.load_results(snakemake.input.mono)  # noqa: F821
+save_figure(figure(media, **extra), snakemake.output.png, snakemake.output.pdf)  # noqa: F821

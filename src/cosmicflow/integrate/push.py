@@ -26,7 +26,7 @@ from cosmicflow.integrate.step import (
     ScatterRates,
     StepParams,
     half_drift,
-    kick_drift,
+    kick,
     scatter,
     scattering_rate,
     step_length,
@@ -73,7 +73,14 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     parts.bprev[p] = bm
     half = 0.5 * h
     d = parts.dirn
-    nx_, ny_, nz_, dx, dy, dz = kick_drift(d[p, 0], d[p, 1], d[p, 2], fx, fy, fz, half, sp)
+    ox, oy, oz = d[p, 0], d[p, 1], d[p, 2]
+    nx_, ny_, nz_ = kick(ox, oy, oz, fx, fy, fz, half, sp)
+    a = phase_at(field, ocell, sp.t1, sp.t2)
+    if par.scatter.on:  # the scattering slot, at x_{n+1/2} where the rate is evaluated
+        nu = scattering_rate(par.scatter, a, bm)
+        if nu > 0.0:
+            nx_, ny_, nz_, parts.rng[p] = scatter(nx_, ny_, nz_, parts.rng[p], nu, h)
+    dx, dy, dz = half * (ox + nx_), half * (oy + ny_), half * (oz + nz_)
     x, c = parts.pos, parts.cell
     x[p, 0] += dx
     x[p, 1] += dy
@@ -81,13 +88,8 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     c[p, 0] = wrap(c[p, 0] + dx * sp.inv_dx, sp.nx)
     c[p, 1] = wrap(c[p, 1] + dy * sp.inv_dy, sp.ny)
     c[p, 2] = wrap(c[p, 2] + dz * sp.inv_dz, sp.nz)
-    a = phase_at(field, ocell, sp.t1, sp.t2)
     sl = s_end if last else s_prev + h
     parts.steps[p] += 1
-    if par.scatter.on:  # the scattering slot
-        nu = scattering_rate(par.scatter, a, bm)
-        if nu > 0.0:
-            nx_, ny_, nz_, parts.rng[p] = scatter(nx_, ny_, nz_, parts.rng[p], nu, h)
     d[p, 0], d[p, 1], d[p, 2] = nx_, ny_, nz_
     record_step(rec, par.record, sp, field, StepEvent(
         p, chunk, h, sl - half, sl, dx, dy, dz, fx, fy, fz, bm, a, o, wx, wy, wz,

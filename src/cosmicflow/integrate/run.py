@@ -322,6 +322,20 @@ def _scattering_attrs(settings: IntegrateSettings, energy_pev: float) -> dict[st
             "scattering_energy_law": np.array([sc.e0_PeV, sc.q], dtype=np.float64)}
 
 
+def _micromirror_attrs(settings: IntegrateSettings, snap) -> dict[str, Any]:
+    """f_mm, the volume fraction of cells with |B| above the micromirror threshold (seed 004
+    §3.8), for model micromirror: the two-phase law ν_eff = ν + f_mm ν_mm of the transport
+    summary needs it (cosmicflow.twophase; issue 14)."""
+    sc = settings.scattering_model()
+    if sc.model != "micromirror":
+        return {}
+    from cosmicflow.twophase import micromirror_fraction
+
+    f = snap.fields
+    return {"micromirror_volume_fraction": micromirror_fraction(
+        f["bx"], f["by"], f["bz"], float(sc.micromirror_b_threshold_uG))}
+
+
 def _dataset(res: dict, attrs: dict, mu0: np.ndarray, settings: IntegrateSettings):
     import xarray as xr
 
@@ -459,6 +473,7 @@ def integrate_batch(
         "max_step_cells": float(settings.max_step_cells),
         "subgrid_nu_over_omega": float(settings.subgrid_nu_over_omega),
         **_scattering_attrs(settings, energy_pev),
+        **_micromirror_attrs(settings, snap),
         "phase_thresholds_K": np.asarray(settings.phase_thresholds_K, dtype=np.float64),
         "particle_speed_pc_s": C_PC_S,
         "stats_cadence_gyroperiods": float(settings.stats_cadence_gyroperiods),
