@@ -214,7 +214,8 @@ def test_resolved_config_paper_scale_and_realisations(athenak_data):
     assert cfg["integrate"]["duration_gyroperiods"] == 1000.0
     assert cfg["integrate"]["mono"] == paper["integrate"]["mono"]
     assert cfg["phases"]["thresholds_K"] == [200.0, 5000.0]
-    expect = {"ism25": [ISM.format(i) for i in (2, 3, 4)], "turb25": [ISO.format(i) for i in (2, 3)]}
+    # latest output first: the phases/gradients stages and Figs. 1-3 use the first realisation
+    expect = {"ism25": [ISM.format(i) for i in (4, 3, 2)], "turb25": [ISO.format(i) for i in (3, 2)]}
     for name, rels in expect.items():
         paths = cfg["media"][name]["path"]
         assert [Path(p).name for p in paths] == [Path(r).name for r in rels]
@@ -228,7 +229,7 @@ def test_resolved_config_validates(athenak_data):
     cfg = _resolved_config()
     single = copy.deepcopy(cfg)
     for m in single["media"].values():  # the form documented in the file for a one-path schema
-        m["path"] = m["path"][-1]
+        m["path"] = m["path"][0]
     validate(single, SCHEMA)
     if not _schema_takes_path_lists():
         pytest.skip("workflow schema does not accept a list of paths yet (issue 11 realisations)")
