@@ -15,7 +15,7 @@ def mechanism_figures():
 rule field_lines:
     input:
         snapshot=lambda wildcards: snapshot_path(wildcards.medium),
-        code=package_code("fieldlines"),
+        code=script_code("field_lines"),
     output:
         field_lines="results/{medium}/field_lines.nc",
     params:
@@ -34,7 +34,7 @@ rule field_lines:
 rule fig10_mechanisms:
     input:
         results=isotropic_results(),
-        code=package_code("plotting_mechanisms", "mechanisms"),
+        code=script_code("plot_fig10_mechanisms"),
     output:
         png=report("results/figures/fig10_mechanisms.png", caption="../report/fig10_mechanisms.rst", category="Mechanisms"),
         pdf="results/figures/fig10_mechanisms.pdf",
@@ -50,7 +50,7 @@ rule fig11_field_lines:
     input:
         field_lines=[field_lines_path(m) for m in MEDIA],
         results=isotropic_results(),
-        code=package_code("plotting_mechanisms", "fieldlines"),
+        code=script_code("plot_fig11_field_lines"),
     output:
         png=report("results/figures/fig11_field_lines.png", caption="../report/fig11_field_lines.rst", category="Mechanisms"),
         pdf="results/figures/fig11_field_lines.pdf",

@@ -7,7 +7,7 @@ rule transport_theory:
     input:
         isotropic=isotropic_results(),
         mono=mono_results(),
-        code=package_code("twophase", "transport"),
+        code=script_code("transport_theory"),
     output:
         theory=report("results/transport_theory.csv", caption="../report/transport_theory.rst", category="Theory"),
     conda:
@@ -21,7 +21,7 @@ rule transport_theory:
 rule implications:
     input:
         summary="results/transport_summary.csv",
-        code=package_code("implications"),
+        code=script_code("implications"),
     output:
         implications=report("results/implications.csv", caption="../report/implications.rst", category="Theory"),
     params:
