@@ -24,7 +24,7 @@ from cosmicflow.plotting_transport import (  # noqa: E402
     _energy_axes,
     _energy_series,
     medium_style,
-    plateau_or_late,
+    transport_point,
 )
 
 PHASE_COLORS = {"CNM": "tab:blue", "UNM": "tab:green", "WNM": "tab:red"}
@@ -153,14 +153,23 @@ def fig11_field_lines(
         all_e += list(energies)
         style = medium_style(by_energy)
         color = f"C{i}"
-        dperp = np.array([float(plateau_or_late(ds, "D_perp")[0]) for ds in results])
-        ax.plot(energies, dperp, color=color, ls="none", marker=style["marker"], ms=4, label=f"{name}: particles")
+        # plateau values filled; without a plateau the running value at t_end, open (never a D)
+        points = [transport_point(ds, "D_perp") for ds in results]
+        plateau = np.array([p["kind"] == "plateau" for p in points])
+        dperp = np.array([p["value"] for p in points])
+        e_arr = np.asarray(energies, dtype=float)
+        ax.plot(e_arr[plateau], dperp[plateau], color=color, ls="none", marker=style["marker"], ms=4,
+                label=f"{name}: particles")
+        ax.plot(e_arr[~plateau], dperp[~plateau], color=color, ls="none", marker=style["marker"], ms=4,
+                markerfacecolor="white")
         if name not in field_lines:
             continue
         kfl = float(field_lines[name]["kappa_fl_plateau"])
         if not np.isfinite(kfl):  # no diffusive field-line walk: the largest running value
             kfl = float(field_lines[name]["kappa_fl_peak"])
-        dpar = np.array([float(plateau_or_late(ds, "D_par")[0]) for ds in results])
+        # the compound-subdiffusive expectation needs a real D_par: NaN where there is no plateau
+        dpar = np.array([p["value"] if p["kind"] == "plateau" else np.nan
+                         for p in (transport_point(ds, "D_par") for ds in results)])
         t_end = np.array([float(ds["time"].values[-1]) for ds in results])
         exp = flrw_expectations(kfl, dpar, t_end)
         ax.axhline(exp["ballistic_cm2_s"], color=color, ls=style["linestyle"], lw=1.0)
@@ -168,7 +177,9 @@ def fig11_field_lines(
     if all_e:
         _energy_axes(ax, all_e)
     ax.set_ylabel(r"$D_\perp$ [cm$^2$ s$^{-1}$]", fontsize=8)
-    handles = [Line2D([], [], color="k", marker="s", ls="none", ms=4, label="particles"),
+    handles = [Line2D([], [], color="k", marker="s", ls="none", ms=4, label="particles (plateau)"),
+               Line2D([], [], color="k", marker="s", ls="none", ms=4, markerfacecolor="white",
+                      label=r"particles, no plateau: running $D_\perp(t_{\rm end})$"),
                Line2D([], [], color="k", ls="-", label=r"$\kappa_{\rm FL} c/2$"),
                Line2D([], [], color="k", ls=":", label=r"$\kappa_{\rm FL}\sqrt{4D_\parallel/\pi t}$")]
     ax.legend(handles=handles, fontsize=6, frameon=False, loc="center left")
