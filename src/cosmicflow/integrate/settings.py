@@ -12,7 +12,7 @@ import numpy as np
 from cosmicflow.phase_rule import DEFAULT_PHASE_NAMES, DEFAULT_THRESHOLDS_K, N_PHASES, check_thresholds
 
 #: keys of the config's ``integrate`` section that the workflow uses, not the integrator
-WORKFLOW_KEYS = frozenset({"particles_per_energy", "batches", "mono"})
+WORKFLOW_KEYS = frozenset({"particles_per_energy", "batches", "mono", "jobs"})
 #: keys of ``integrate.mono``
 MONO_KEYS = frozenset({"energies_PeV", "mu0", "particles_per_mu0", "duration_gyroperiods"})
 
