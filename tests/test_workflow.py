@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docutils.core
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -68,8 +69,10 @@ def test_whole_workflow_on_tiny_config(tmp_path):
 
     # the configured energy runs, not its 6-digit file label; the realisation is recorded
     with h5py.File(results / "multiphase" / "particles" / "E10_isotropic_b1.h5", "r") as f:
-        assert float(f.attrs["energy_PeV"]) == 10.0000004
-        assert int(f.attrs["realisation"]) == 0 and f.attrs["realisation_source"] == "seed=11"
+        attrs = {k: np.asarray(f.attrs[k]).ravel()[0] for k in ("energy_PeV", "realisation",
+                                                               "realisation_source")}
+    assert attrs["energy_PeV"] == 10.0000004
+    assert attrs["realisation"] == 0 and str(attrs["realisation_source"]) == "seed=11"
 
 
 def _figure_rules():
