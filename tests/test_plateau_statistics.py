@@ -232,6 +232,7 @@ def test_realisations_with_round_off_different_b_ref_merge(tmp_path):
     for r, b_ref in enumerate((3.0, 3.0 * (1 + 3e-11), 3.003)):
         ds = make_batch(log_times(10, 1e8, 1e11) * 3.0 / b_ref, np.zeros((4, 11, 3)), b_ref_uG=b_ref, batch=r)
         ds.attrs["realisation"] = r
+        ds.attrs["mean_field_direction"] = [(-1) ** r * 2e-11, 3e-11, 1.0]  # round-off off-axis
         paths.append(write_batch(ds, tmp_path / f"b{r}.h5"))
     merged = tr.load_batches(paths[:2])
     assert merged.sizes["time"] == 11 and merged.sizes["particle"] == 8

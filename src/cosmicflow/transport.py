@@ -286,7 +286,10 @@ _MERGE_RTOL = 1e-9
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, str) or isinstance(b, str):
         return str(a) == str(b)
-    return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=_MERGE_RTOL, atol=0))
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    # vectors (the mean-field direction) compare against their largest component
+    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    return bool(np.allclose(a, b, rtol=_MERGE_RTOL, atol=_MERGE_RTOL * scale))
 
 
 def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
