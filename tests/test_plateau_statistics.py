@@ -250,3 +250,20 @@ def test_realisations_with_round_off_different_mean_fields_merge(tmp_path):
         bad = write_batch(ds, tmp_path / f"{name}.h5")
         with pytest.raises(InputError, match="mean.field.direction"):
             tr.load_batches([paths[0], bad])
+
+
+def test_realisations_with_round_off_different_b_ref_merge(tmp_path):
+    """Two seeds of a synthetic medium have |<B>| equal to ~1e-11 relative: their batches merge
+    on one time axis; a real difference in B_ref (1e-3) is refused with a hint."""
+    rng = np.random.default_rng(5)
+    paths = []
+    for r, b_ref in enumerate((3.0, 3.0 * (1 + 3e-11), 3.003)):
+        ds = make_batch(log_times(10, 1e8, 1e11) * 3.0 / b_ref, np.zeros((4, 11, 3)), b_ref_uG=b_ref, batch=r)
+        ds.attrs["realisation"] = r
+        ds.attrs["mean_field_direction"] = [(-1) ** r * 2e-11, 3e-11, 1.0]  # round-off off-axis
+        paths.append(write_batch(ds, tmp_path / f"b{r}.h5"))
+    merged = tr.load_batches(paths[:2])
+    assert merged.sizes["time"] == 11 and merged.sizes["particle"] == 8
+    assert sorted(set(merged["realisation"].values)) == [0, 1]
+    with pytest.raises(tr.InputError, match="b_ref_uG"):
+        tr.load_batches([paths[0], paths[2]])

@@ -177,10 +177,11 @@ def test_fig4_shows_a_whole_reflecting_run(tmp_path):
     assert itraj == 0 and abs(t_omega[k] - 60 * np.pi / 2) < 2
     fig = pt.fig4_trajectory_3d(snap, batch, n_field_lines=2)
     ax3d = [ax for ax in fig.axes if ax.name == "3d"]
-    assert len(ax3d) == 2
+    assert len(ax3d) == 3  # the whole run, and the zoom on density and on temperature
     xlo, xhi = ax3d[0].get_xlim()
     assert xhi - xlo > 40  # the whole unwrapped run, beyond one box of 10 pc
-    assert all(ax.get_zlabel() == "z [pc]" for ax in ax3d)
-    (line,) = [ln for ln in fig.axes[-3].get_lines() if len(ln.get_xdata()) == n]
-    assert math.isclose(float(line.get_xdata()[-1]), 200.0)
+    assert all(ax.get_zlabel() == "z [pc]" and ax.get_xlabel() == "x [pc]" for ax in ax3d)
+    whole = [ln for ax in fig.axes if ax.name != "3d" for ln in ax.get_lines() if len(ln.get_xdata()) == n]
+    assert len(whole) == 2  # mu and |B| along the whole run
+    assert math.isclose(float(whole[0].get_xdata()[-1]), 200.0)
     fig.savefig(tmp_path / "fig4.png", dpi=80)

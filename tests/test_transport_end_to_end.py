@@ -204,7 +204,14 @@ def test_weak_slab_turbulence_against_quasilinear_theory(tmp_path):
                 first_output_gyroperiods=0.1, output_times=60,
             )
             res = tr.analyse_transport(tr.load_batches([batch]), PARAMS)
-            value = float(res["D_par_plateau"])
+            # the late-window mean of D(t) (the estimator), whether or not the plateau test
+            # passes: with 400 particles the 95 % drift interval is about ±0.2, so the test
+            # may call a window "undetermined" or a slow residual drift significant
+            late = res["time"] >= res.attrs["plateau_window_s"][0]
+            value = float(res["D_par"].where(late, drop=True).mean())
+            if res.attrs["D_par_plateau_reached"]:
+                assert float(res["D_par_plateau"]) == pytest.approx(value, rel=1e-9)
+            assert abs(res.attrs["D_par_late_exponent"] - 1) < 0.2  # near-diffusive window
             ratios[(level, rig)] = value / qlt
             print(f"slab dB^2/B0^2 = {level}, r_L/l = {rig}: D_par = {value:.3e} cm^2/s "
                   f"({res.attrs['D_par_regime']}), QLT {qlt:.3e}, ratio {value / qlt:.3f}")

@@ -170,7 +170,8 @@ def headline(result: xr.Dataset) -> dict[str, tuple[float, float, str]]:
         value = float(result[var])
         interval = result[f"{var}_interval"].values
         sigma = 0.5 * float(interval[1] - interval[0])
-        regime = str(result.attrs.get(f"{prefix}_regime", ""))
+        key = "D_mumu_regime" if prefix == "D_mumu_over_omega" else f"{prefix}_regime"
+        regime = str(result.attrs.get(key, ""))
         out[prefix] = (value, sigma, regime)
     return out
 
@@ -270,8 +271,8 @@ def plot_convergence(table: pd.DataFrame, params: ConvergenceParams):
             for _, row in rows.iterrows():
                 x = x_of[row["test"]] - 0.35 + width * (g + 0.5)
                 if row["verdict"] == "no plateau":
-                    ax.text(x, 0, "no\nplateau", rotation=90, ha="center", va="center", fontsize=5,
-                            color=colors[g % len(colors)])
+                    ax.plot([x], [0], marker="d", ls="none", ms=5, markerfacecolor="white",
+                            markeredgecolor=colors[g % len(colors)], gid=f"no plateau|{prefix}")
                     continue
                 marker, filled = VERDICT_MARKERS[row["verdict"]]
                 color = colors[g % len(colors)]
@@ -280,7 +281,8 @@ def plot_convergence(table: pd.DataFrame, params: ConvergenceParams):
                 ax.plot([x], [100 * row["rel_change"]], marker=marker, ls="none", ms=5, color=color,
                         markerfacecolor=color if filled else "white", gid=f"{row['verdict']}|{prefix}")
         ax.set_xticks(range(len(TESTS)))
-        ax.set_xticklabels([t.replace("_", "\n") for t in TESTS], fontsize=7)
+        ax.set_xticklabels(["half step", "2x particles", "2x duration", "grid / 2"], fontsize=6, rotation=30)
+        ax.set_xlim(-0.5, len(TESTS) - 0.5)
         ax.set_title(label, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     axes[0].set_ylabel("change against the baseline [%]", fontsize=8)
@@ -288,6 +290,8 @@ def plot_convergence(table: pd.DataFrame, params: ConvergenceParams):
                for g, (m, e) in enumerate(groups)]
     handles += [Line2D([], [], color="k", marker=mk, ls="none", markerfacecolor="k" if f else "white", label=v)
                 for v, (mk, f) in VERDICT_MARKERS.items()]
+    handles.append(Line2D([], [], color="k", marker="d", ls="none", markerfacecolor="white",
+                          label="no plateau: not compared"))
     handles.append(Line2D([], [], color="0.85", lw=6, label=f"±{100 * params.rel_tolerance:g} % (converged)"))
     fig.legend(handles=handles, fontsize=6, frameon=False, loc="outside lower center", ncol=4)
     return fig

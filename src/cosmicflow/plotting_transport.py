@@ -163,6 +163,41 @@ def _colored_line(ax, pos: np.ndarray, values: np.ndarray, cmap, norm, lw: float
     return lc
 
 
+def _box_images(ax, pos: np.ndarray, origin: np.ndarray, box: np.ndarray) -> None:
+    """Thin grey wireframes of every periodic image of the box the trajectory passes through."""
+    cells = np.unique(np.floor((pos - origin) / box).astype(np.int64), axis=0)
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    edges = [(a, b) for a in range(8) for b in range(a + 1, 8) if np.sum(corners[a] != corners[b]) == 1]
+    for c in cells:
+        lo = origin + c * box
+        pts = lo + corners * box
+        for a, b in edges:
+            ax.plot(*np.stack([pts[a], pts[b]]).T, color="0.6", lw=0.4, alpha=0.6)
+
+
+def _set_equal_limits(ax, lo: np.ndarray, hi: np.ndarray, min_ratio: float = 1 / 3) -> None:
+    """Axis limits [lo, hi] padded so that no axis is shorter than ``min_ratio`` of the longest,
+    with the box aspect equal to the limits (one pc is as long on every axis)."""
+    span = hi - lo
+    want = np.maximum(span, min_ratio * span.max())
+    mid = 0.5 * (lo + hi)
+    lo, hi = mid - want / 2, mid + want / 2
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_zlim(lo[2], hi[2])
+    ax.set_box_aspect(tuple(want / want.max()), zoom=0.78)
+
+
+def _axis_labels_3d(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for setter, lab in ((ax.set_xlabel, "x [pc]"), (ax.set_ylabel, "y [pc]"), (ax.set_zlabel, "z [pc]")):
+        setter(lab, labelpad=2, fontsize=7)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(4))
+    ax.tick_params(labelsize=6, pad=0)
+
+
 def fig4_trajectory_3d(
     snap: Snapshot,
     batch: xr.Dataset,
@@ -171,13 +206,14 @@ def fig4_trajectory_3d(
 ) -> plt.Figure:
     """Paper Fig. 4: a whole test-particle run with a mirror reflection, in the medium.
 
-    (a) log10 n on three faces of the region the particle explores (sampled from the periodic
-    snapshot, so periodic images appear when the run leaves the box), field lines through the
-    reflection point coloured by |B|, the trajectory coloured by tΩ; (b) the same with log10 T
-    and the trajectory coloured by μ; (c) μ and |B| along the run against tΩ, the reflection
-    (μ changing sign where |B| is high) marked in every panel. The trajectory is the stored
-    one whose reflection happens at the highest |B| relative to its median
-    (:func:`pick_trajectory`), drawn unwrapped for its whole duration.
+    (a) the whole run, unwrapped, coloured by tΩ, with the periodic images of the box it
+    crosses (grey wireframes) and the reflection (star); (b), (c) a zoom of side
+    min(box, 40 r_L) (at least 10 cells) around the reflection: log10 n (b) and log10 T (c) on
+    three faces, field lines through the reflection point coloured by |B|, the trajectory
+    coloured by μ (local field); (d) μ and |B| along the whole run against tΩ, and (e) the
+    same around the reflection, where μ changes sign as |B| rises. The particle is the stored
+    one whose reflection (μ changing sign between excursions with |μ| >= 0.3) is at the
+    highest |B| relative to its median (:func:`pick_trajectory`).
     """
     itraj, k_ref = pick_trajectory(batch)
     pos = batch["traj_position"].values[itraj]
@@ -189,80 +225,87 @@ def fig4_trajectory_3d(
     if k_ref is None:
         k_ref = int(np.argmin(np.abs(mu)))
     r_l = float(batch.attrs.get("larmor_radius_pc", snap.cell_pc.min() * 10))
-    # the region explored, padded by 2 r_L and made cubic (equal scales on the three axes)
-    centre = 0.5 * (pos.min(axis=0) + pos.max(axis=0))
-    half = 0.5 * float(np.max(pos.max(axis=0) - pos.min(axis=0))) + 2 * r_l
-    lo, hi = centre - half, centre + half
+    box = np.asarray(snap.box_pc, float)
+    cell = float(np.min(snap.cell_pc))
+    side = float(max(min(box.min(), 40 * r_l), 10 * cell))
+    zlo, zhi = pos[k_ref] - side / 2, pos[k_ref] + side / 2
 
     rng = np.random.default_rng(seed)
     seeds = pos[k_ref] + rng.normal(scale=1.0 * r_l, size=(n_field_lines, 3))
-    lines, strength = trace_field_lines(snap, seeds, length_pc=1.2 * half)
-
-    fig = plt.figure(figsize=(PAGE_WIDTH_IN, 6.6))
+    lines, strength = trace_field_lines(snap, seeds, length_pc=0.8 * side)
     b_norm = Normalize(vmin=float(np.percentile(strength, 2)), vmax=float(np.percentile(strength, 98)))
-    log_n = np.log10(np.asarray(snap["density"], dtype=np.float64))
-    log_t = np.log10(np.asarray(snap["temperature"], dtype=np.float64))
-    panels = [
-        ("(a)", "density", log_n, "viridis", r"$\log_{10}(n\,/\,\mathrm{cm^{-3}})$", t_omega, "plasma",
-         Normalize(vmin=0, vmax=float(t_omega.max()) or 1.0), r"$t\Omega$"),
-        ("(b)", "temperature", log_t, "inferno", r"$\log_{10}(T\,/\,\mathrm{K})$", mu, "coolwarm",
-         Normalize(vmin=-1, vmax=1), r"$\mu$"),
-    ]
-    for k, (label, name, field, fcmap, flabel, tvals, tcmap, tnorm, tlabel) in enumerate(panels):
-        ax = fig.add_axes([0.0 + 0.5 * k, 0.36, 0.46, 0.6], projection="3d")
-        ax.set_box_aspect((1, 1, 1), zoom=0.82)
+    n_face = int(min(96, max(16, 2 * side / cell)))
+
+    fig = plt.figure(figsize=(PAGE_WIDTH_IN, 7.4))
+    e = batch.attrs.get("energy_PeV", float("nan"))
+    fig.text(0.5, 0.995, f"{batch.attrs.get('medium', '')}: E = {float(e):g} PeV, $r_L$ = {r_l:.2f} pc, "
+             f"whole run of {t_omega[-1] / (2 * np.pi):.0f} gyro-periods", ha="center", va="top", fontsize=9)
+    # (a) the whole run
+    ax = fig.add_axes([0.0, 0.53, 0.36, 0.44], projection="3d")
+    ax.computed_zorder = False
+    _box_images(ax, pos, snap.origin_pc, box)
+    t_norm = Normalize(vmin=0, vmax=float(t_omega.max()) or 1.0)
+    _colored_line(ax, pos, t_omega, plt.get_cmap("plasma"), t_norm, 0.8)
+    ax.scatter(*pos[k_ref], marker="*", s=80, color="k", zorder=5, depthshade=False)
+    _set_equal_limits(ax, pos.min(axis=0) - r_l, pos.max(axis=0) + r_l)
+    _axis_labels_3d(ax)
+    ax.set_title("(a) whole run, unwrapped", loc="left", fontsize=8)
+    cax = fig.add_axes([0.07, 0.535, 0.22, 0.012])
+    cb = fig.colorbar(plt.cm.ScalarMappable(norm=t_norm, cmap="plasma"), cax=cax, orientation="horizontal")
+    cb.set_label(r"$t\Omega$", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+    # (b), (c) zoom around the reflection
+    inside = np.all((pos >= zlo) & (pos <= zhi), axis=1)
+    seg = np.where(inside[:, None], pos, np.nan)
+    mu_norm = Normalize(vmin=-1, vmax=1)
+    for k, (label, name, fcmap, flabel) in enumerate((
+        ("(b) zoom: density", "density", "viridis", r"$\log_{10}(n\,/\,\mathrm{cm^{-3}})$"),
+        ("(c) zoom: temperature", "temperature", "inferno", r"$\log_{10}(T\,/\,\mathrm{K})$"),
+    )):
+        ax = fig.add_axes([0.34 + 0.33 * k, 0.53, 0.33, 0.44], projection="3d")
         ax.computed_zorder = False  # draw order as added: faces, field lines, trajectory
+        field = np.log10(np.asarray(snap[name], dtype=np.float64))
         fnorm = Normalize(vmin=float(np.percentile(field, 1)), vmax=float(np.percentile(field, 99)))
-        _draw_faces(ax, snap, name, lo, hi, plt.get_cmap(fcmap), fnorm)
+        _draw_faces(ax, snap, name, zlo, zhi, plt.get_cmap(fcmap), fnorm, n=n_face)
         for line, bl in zip(lines, strength):
-            inside = np.all((line >= lo) & (line <= hi), axis=1)
-            if inside.sum() > 2:
-                _colored_line(ax, np.where(inside[:, None], line, np.nan), bl, plt.get_cmap("cividis"),
-                              b_norm, 0.7)
-        _colored_line(ax, pos, tvals, plt.get_cmap(tcmap), tnorm, 1.0)
-        ax.scatter(*pos[k_ref], marker="*", s=70, color="k", zorder=5, depthshade=False)
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
-        ax.set_zlim(lo[2], hi[2])
-        for setter, lab in ((ax.set_xlabel, "x [pc]"), (ax.set_ylabel, "y [pc]"), (ax.set_zlabel, "z [pc]")):
-            setter(lab, labelpad=1, fontsize=7)
-        ax.tick_params(labelsize=6, pad=0)
-        ax.set_title(label, loc="left", fontsize=9)
-        sm_f = plt.cm.ScalarMappable(norm=fnorm, cmap=fcmap)
-        sm_t = plt.cm.ScalarMappable(norm=tnorm, cmap=tcmap)
-        cax = fig.add_axes([0.06 + 0.5 * k, 0.355, 0.17, 0.014])
-        cb = fig.colorbar(sm_f, cax=cax, orientation="horizontal")
+            ok = np.all((line >= zlo) & (line <= zhi), axis=1)
+            if ok.sum() > 2:
+                _colored_line(ax, np.where(ok[:, None], line, np.nan), bl, plt.get_cmap("cividis"), b_norm, 0.8)
+        _colored_line(ax, seg, mu, plt.get_cmap("coolwarm"), mu_norm, 1.1)
+        ax.scatter(*pos[k_ref], marker="*", s=80, color="k", zorder=5, depthshade=False)
+        _set_equal_limits(ax, zlo, zhi)
+        _axis_labels_3d(ax)
+        ax.set_title(label, loc="left", fontsize=8)
+        cax = fig.add_axes([0.40 + 0.33 * k, 0.535, 0.2, 0.012])
+        cb = fig.colorbar(plt.cm.ScalarMappable(norm=fnorm, cmap=fcmap), cax=cax, orientation="horizontal")
         cb.set_label(flabel, fontsize=7)
         cb.ax.tick_params(labelsize=6)
-        cax = fig.add_axes([0.27 + 0.5 * k, 0.355, 0.17, 0.014])
-        cb = fig.colorbar(sm_t, cax=cax, orientation="horizontal")
-        cb.set_label(("trajectory " + tlabel), fontsize=7)
+    for k, (norm, cmap, lab) in enumerate(((mu_norm, "coolwarm", r"trajectory $\mu$ (b, c)"),
+                                           (b_norm, "cividis", r"field-line $|B|$ [$\mu$G] (b, c)"))):
+        cax = fig.add_axes([0.40 + 0.33 * k, 0.47, 0.2, 0.012])
+        cb = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax, orientation="horizontal")
+        cb.set_label(lab, fontsize=7)
         cb.ax.tick_params(labelsize=6)
-    # (c) mu and |B| along the whole run
-    ax = fig.add_axes([0.09, 0.07, 0.62, 0.19])
-    ax.plot(t_omega, mu, color="tab:blue", lw=0.6)
-    ax.axhline(0, color="0.6", lw=0.5)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_xlabel(r"$t\Omega$", fontsize=8)
-    ax.set_ylabel(r"$\mu$", fontsize=8, color="tab:blue")
-    ax.tick_params(labelsize=7)
-    ax2 = ax.twinx()
-    ax2.plot(t_omega, b_traj, color="tab:orange", lw=0.6)
-    ax2.set_ylabel(r"$|B|$ [$\mu$G]", fontsize=8, color="tab:orange")
-    ax2.tick_params(labelsize=7)
-    ax.axvline(t_omega[k_ref], color="k", ls=":", lw=0.8)
-    ax.plot([t_omega[k_ref]], [mu[k_ref]], marker="*", color="k", ms=8, ls="none")
-    ax.set_xlim(t_omega[0], t_omega[-1])
-    ax.set_title("(c) along the trajectory: reflection (star) where $\\mu$ changes sign", loc="left", fontsize=8)
-    sm_b = plt.cm.ScalarMappable(norm=b_norm, cmap="cividis")
-    cax = fig.add_axes([0.80, 0.07, 0.015, 0.19])
-    cb = fig.colorbar(sm_b, cax=cax)
-    cb.set_label(r"field-line $|B|$ [$\mu$G]", fontsize=7)
-    cb.ax.tick_params(labelsize=6)
-    e = batch.attrs.get("energy_PeV", float("nan"))
-    fig.text(0.5, 0.985, f"{batch.attrs.get('medium', '')}: E = {float(e):g} PeV, $r_L$ = {r_l:.2f} pc, "
-             f"whole run of {t_omega[-1] / (2 * np.pi):.0f} gyro-periods (unwrapped)", ha="center",
-             va="top", fontsize=9)
+    # (d) the whole run, (e) around the reflection
+    half = max(20.0, 0.03 * float(t_omega[-1]))
+    for k, (label, window) in enumerate((("(d) along the whole run", None),
+                                         ("(e) around the reflection", (t_omega[k_ref] - half, t_omega[k_ref] + half)))):
+        ax = fig.add_axes([0.08, 0.25 - 0.2 * k, 0.78, 0.15])
+        sel = slice(None) if window is None else (t_omega >= window[0]) & (t_omega <= window[1])
+        ax.plot(t_omega[sel], mu[sel], color="tab:blue", lw=0.6)
+        ax.axhline(0, color="0.6", lw=0.5)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel(r"$\mu$", fontsize=8, color="tab:blue")
+        ax.tick_params(labelsize=7)
+        ax2 = ax.twinx()
+        ax2.plot(t_omega[sel], b_traj[sel], color="tab:orange", lw=0.6)
+        ax2.set_ylabel(r"$|B|$ [$\mu$G]", fontsize=8, color="tab:orange")
+        ax2.tick_params(labelsize=7)
+        ax.plot([t_omega[k_ref]], [mu[k_ref]], marker="*", color="k", ms=8, ls="none")
+        ax.set_xlim(*(window or (t_omega[0], t_omega[-1])))
+        ax.set_title(label + r": the star marks $\mu$ changing sign", loc="left", fontsize=8)
+        if k == 1:
+            ax.set_xlabel(r"$t\Omega$", fontsize=8)
     return fig
 
 
@@ -417,17 +460,19 @@ def _draw_points(ax, energies, points, color, style, name, medium):
                                         "mutation_scale": 7})
 
 
-def _flag_overlays(ax, energies, values, results):
-    """Grey × on points whose r_L is unresolved, a red ring where λ∥ exceeds the box."""
+def _flag_overlays(ax, energies, results, color, row: int):
+    """Regime flags as a rug along the bottom of the panel (row ``row`` per medium, in the
+    medium's colour): × where r_L is unresolved, a ring where λ∥ exceeds the box. The points
+    themselves stay readable; the caveat text names the same energies."""
     e = np.asarray(energies, float)
-    v = np.asarray(values, float)
     unres = np.array([regime_flags(ds)["rl_unresolved"] for ds in results])
     boxed = np.array([regime_flags(ds)["mfp_box_limited"] for ds in results])
-    ok = np.isfinite(v) & (v > 0)
-    ax.plot(e[unres & ok], v[unres & ok], ls="none", marker="x", ms=7, color="0.45", mew=0.9,
-            gid="flag|rl_unresolved")
-    ax.plot(e[boxed & ok], v[boxed & ok], ls="none", marker="o", ms=10, markerfacecolor="none",
-            markeredgecolor="tab:red", mew=0.8, gid="flag|mfp_box_limited")
+    y = 0.04 + 0.055 * row
+    tr = ax.get_xaxis_transform()
+    ax.plot(e[unres], np.full(int(unres.sum()), y), ls="none", marker="x", ms=4, color=color, mew=0.9,
+            transform=tr, gid="flag|rl_unresolved", clip_on=False)
+    ax.plot(e[boxed], np.full(int(boxed.sum()), y), ls="none", marker="o", ms=7, markerfacecolor="none",
+            markeredgecolor=color, mew=0.7, transform=tr, gid="flag|mfp_box_limited", clip_on=False)
 
 
 def _min_decades(ax, decades: float) -> None:
@@ -452,11 +497,11 @@ def _kind_handles(kinds_used, flags_used):
             handles.append(Line2D([], [], color="k", marker="s", ms=5, markerfacecolor="white", ls="none",
                                   label=POINT_LABELS[kind] + (f" {arrow}" if arrow else "")))
     if flags_used.get("rl_unresolved"):
-        handles.append(Line2D([], [], color="0.45", marker="x", ms=7, ls="none",
-                              label=r"$r_L$ unresolved ($r_L < 10\,\Delta x$): not the paper's regime"))
+        handles.append(Line2D([], [], color="0.3", marker="x", ms=4, ls="none",
+                              label=r"bottom rug: $r_L < 10\,\Delta x$, unresolved (not the paper's regime)"))
     if flags_used.get("mfp_box_limited"):
-        handles.append(Line2D([], [], color="tab:red", marker="o", ms=9, markerfacecolor="none", ls="none",
-                              label=r"$\lambda_\parallel = 3D_\parallel/c$ > box: box-limited"))
+        handles.append(Line2D([], [], color="0.3", marker="o", ms=7, markerfacecolor="none", ls="none",
+                              label=r"bottom rug: $\lambda_\parallel = 3D_\parallel/c$ > box (box-limited)"))
     return handles
 
 
@@ -564,7 +609,7 @@ def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]],
             points = [transport_point(ds, var) for ds in results]
             kinds_used.update(p["kind"] for p in points)
             _draw_points(ax, energies, points, color, style, var, name)
-            _flag_overlays(ax, energies, [p["value"] for p in points], results)
+            _flag_overlays(ax, energies, results, color, k)
         for ds in results:
             for f, v in regime_flags(ds).items():
                 flags_used[f] = flags_used.get(f, False) or v
@@ -588,6 +633,9 @@ def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]],
     twophase.overlay_fig7(axes, media, mono)  # Bohm, QLT kappa_par, energy slopes (issue 14)
     for ax in axes[:2]:
         _min_decades(ax, 1.5)
+        lo, hi = ax.get_ylim()  # room at the bottom for the flag rug
+        frac = 0.06 + 0.055 * len(media)
+        ax.set_ylim(lo * (lo / hi) ** (frac / (1 - frac)), hi)
     band = [h for h in axes[0].get_legend_handles_labels()[0]]
     axes[0].legend(handles=band, fontsize=6, frameon=False, loc="upper left")
     handles = medium_handles + _kind_handles(kinds_used, flags_used)
