@@ -5,7 +5,7 @@
 rule transport:
     input:
         batches=transport_batches,
-        code=package_code("transport", "mechanisms"),
+        code=package_code("transport"),
     output:
         transport="results/{medium}/transport/E{energy}_{injection}.nc",
     params:
@@ -23,7 +23,7 @@ rule transport:
 rule summary:
     input:
         transport=transport_results(),
-        code=package_code("transport", "mechanisms"),
+        code=package_code("transport"),
     output:
         summary="results/transport_summary.csv",
     conda:
