@@ -731,3 +731,85 @@ def test_class_accounting_switch_off_gives_no_variables(snapshot_file, tmp_path)
         for v in b.variables:
             np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
 
+
+# ------------------------------------------------------------------------------------------
+# the compact field layout (8 bytes per cell)
+# ------------------------------------------------------------------------------------------
+
+
+def _half_rounded(f, sb, st):
+    """The fields as the compact layout stores them: B to binary16 x sb, T to binary16 with the
+    two lowest mantissa bits cleared, x st (NumPy's own float16, not the kernel's decoder)."""
+    out = dict(f)
+    for c in ("bx", "by", "bz"):
+        out[c] = ((f[c] / sb).astype(np.float16).astype(np.float32) * np.float32(sb))
+    bits = (f["temperature"] / st).astype(np.float16).view(np.uint16) & np.uint16(0xFFFC)
+    out["temperature"] = bits.view(np.float16).astype(np.float32) * np.float32(st)
+    return out
+
+
+def test_compact_layout_is_the_full_layout_of_the_half_rounded_field():
+    from cosmicflow.phase_rule import phase_index
+
+    f = multiphase_fields(16, 50.0, seed=8)
+    f["bx"][0, 0, 0] = 1e-6  # a subnormal half after scaling
+    grid, sb, st = ci.compact_field(f, (200.0, 5000.0))
+    assert grid.dtype == np.uint16 and grid.nbytes == 18**3 * 8
+    assert sb == 2.0 ** math.ceil(math.log2(np.abs([f[c] for c in ("bx", "by", "bz")]).max() / 2**15))
+    r = _half_rounded(f, sb, st)
+    # no cell changes phase by the rounding (precondition of the comparison below)
+    np.testing.assert_array_equal(phase_index(r["temperature"]), phase_index(f["temperature"]))
+    # the kernel's decoder gives exactly the rounded values, and the stored phase bits
+    np.testing.assert_array_equal(ci.compact_field(r, (200.0, 5000.0))[0], grid)
+    compact, full = ci.field_view(grid, sb, st), ci.field_view(ci.padded_field(r))
+    cells = np.random.default_rng(3).uniform(0, 16, (200, 3))
+    for v in range(4):
+        np.testing.assert_array_equal(ci.field.field_values(compact, cells, v),
+                                      ci.field.field_values(full, cells, v))
+    assert np.array_equal(grid[1:-1, 1:-1, 1:-1, 3] & 3, phase_index(f["temperature"]))
+    # so a run through the compact layout is a run through the rounded field, bit for bit
+    rng = np.random.default_rng(71)
+    pos, d, _ = ci.inject(r, 0.0, 50.0, 21, rng)
+    out = [integrate_particles(r, 0.0, 50.0, pos, d, energy_pev=2.0, settings=IntegrateSettings(
+        duration_gyroperiods=4.0, output_times=4, trajectories=2, subgrid_nu_over_omega=0.2,
+        field_layout=layout)) for layout in ("full", "compact")]
+    _same(*out)
+
+
+def test_compact_layout_leaves_d_par_and_d_perp_within_errors():
+    f = multiphase_fields(32, 100.0)
+    n = 1500
+    rng = np.random.default_rng(72)
+    pos, d, _ = ci.inject(f, 0.0, 100.0, n, rng)
+    coef = {}
+    for layout in ("full", "compact"):
+        st = IntegrateSettings(duration_gyroperiods=40.0, output_times=4, trajectories=0,
+                               field_layout=layout, class_accounting=False)
+        res = integrate_particles(f, 0.0, 100.0, pos, d, energy_pev=5.0, settings=st)
+        t = res["time_s"][-1]
+        r = res["displacement"][:, -1]
+        par, perp = r[:, 2] ** 2 / (2 * t), (r[:, 0] ** 2 + r[:, 1] ** 2) / (4 * t)
+        coef[layout] = [(x.mean(), x.std() / math.sqrt(n)) for x in (par, perp)]
+    for (df, ef), (dc, ec) in zip(coef["full"], coef["compact"]):
+        assert ef < 0.1 * df
+        assert abs(dc - df) < math.hypot(ef, ec), coef
+
+
+def test_compact_field_cache_round_trip(snapshot_file, tmp_path):
+    from cosmicflow.io import InputError
+
+    cache = ci.write_field_cache(snapshot_file, tmp_path / "compact.h5", layout="compact")
+    grid, sb, st = ci.read_field_cache(cache, snapshot_file, with_scales=True)
+    assert grid.dtype == np.uint16 and isinstance(grid, np.memmap)
+    with pytest.raises(InputError, match="layout is 'compact'"):
+        ci.read_field_cache(cache, snapshot_file, layout="full")
+    with pytest.raises(InputError, match="thresholds"):
+        ci.read_field_cache(cache, snapshot_file, thresholds_K=(100.0, 5000.0))
+    settings = IntegrateSettings(**SMALL, field_layout="compact")
+    kw = dict(energy_pev=2.5, n_particles=12, injection="isotropic", batch=0, progress=False,
+              settings=settings)
+    a = integrate_batch(snapshot_file, tmp_path / "a.h5", **kw)
+    b = integrate_batch(snapshot_file, tmp_path / "b.h5", field_cache=cache, **kw)
+    with xr.open_dataset(a, engine="h5netcdf") as da, xr.open_dataset(b, engine="h5netcdf") as db:
+        _vars_equal(da, db)
+        assert da.attrs["field_layout"] == "compact"

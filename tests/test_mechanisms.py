@@ -167,3 +167,28 @@ def test_summary_has_phase_baseline_columns(random_phase_result):
         for comp in ("par", "perp"):
             assert row[f"ratio_{comp}_{ph}_{ph}_lo"] <= row[f"ratio_{comp}_{ph}_{ph}"] <= row[f"ratio_{comp}_{ph}_{ph}_hi"]
     assert isinstance(xr, object)
+
+
+def test_real_recorder_batches_split_by_class_with_the_sum_rule(tmp_path):
+    """Batches from the pusher's class recorder: class matrices add up to D to round-off, the
+    joint fractions to the phase and class fractions, and the ε-at-scattering histogram merges."""
+    from cosmicflow import synthetic
+    from cosmicflow.integrate import IntegrateSettings, integrate_batch
+    from cosmicflow.snapshot import write_snapshot
+
+    fields, _ = synthetic.multiphase(32, 100.0, 11, l_min_pc=12.5, l_max_pc=50.0)
+    snap = write_snapshot(tmp_path / "snapshot.h5", fields, 100.0)
+    st = IntegrateSettings(duration_gyroperiods=30.0, output_times=15)
+    paths = [integrate_batch(snap, tmp_path / f"b{b}.h5", energy_pev=5.0, n_particles=20, batch=b,
+                             medium="m", settings=st, progress=False) for b in (0, 1)]
+    res = tr.analyse_transport(tr.load_batches(paths), FAST)
+    assert res.attrs["class_accounting"] == 1
+    assert res.attrs["class_sum_rule_max_rel_dev_par"] < 1e-10
+    assert res.attrs["class_sum_rule_max_rel_dev_perp"] < 1e-10
+    for comp in ("par", "perp"):
+        np.testing.assert_allclose(res[f"class_share_{comp}"].values.sum(), 1.0, rtol=1e-10)
+    joint = res["phase_class_fraction_late"].values
+    np.testing.assert_allclose(joint.sum(axis=1), res["phase_fraction_late"].values, rtol=1e-10)
+    np.testing.assert_allclose(joint.sum(axis=0), res["class_fraction_late"].values, rtol=1e-10)
+    per_batch = sum(xr.load_dataset(p)["hist_epsilon_scatter"].values for p in paths)
+    np.testing.assert_array_equal(res["hist_epsilon_scatter"].values, per_batch)

@@ -96,6 +96,7 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
         ax = axes[1, col]
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
         _energy_axes(ax, all_e)
+        ax.set_yscale("linear")  # a share can be negative (anti-correlated phases)
         ax.set_ylabel(rf"mobility $s_\alpha / f_\alpha$ of $D^{sym}$", fontsize=8)
         if any_class:
             ax.set_xlabel("")

@@ -349,10 +349,15 @@ def _integrate_duration(injection):
 
 
 def integrate_mem_mb(wildcards, threads):
-    """Largest batch of the job (they run one after the other) [MB], cosmicflow.resources."""
-    n_out = config["integrate"]["output_times"] + 1
+    """Largest batch of the job (they run one after the other) [MB], cosmicflow.resources,
+    for the configured field layout and class accounting."""
+    it = config["integrate"]
+    n_out = it["output_times"] + 1
     return max(cost.integrate_memory_mb(_plan_geometry(wildcards.medium, r["realisation"])[0],
-                                        r["job"]["n_particles"], n_out)
+                                        r["job"]["n_particles"], n_out,
+                                        field_layout=it.get("field_layout", "full"),
+                                        class_accounting=it.get("class_accounting", True),
+                                        n_classes=len(it.get("class_eps_edges", [0.1, 1.0])) + 1)
                for r in integrate_runs(wildcards))
 
 

@@ -12,6 +12,9 @@ rule field_cache:
         code=script_code("field_cache"),
     output:
         field_cache="results/{medium}/field_cache.h5",
+    params:
+        layout=config["integrate"].get("field_layout", "full"),
+        thresholds_K=config["phases"]["thresholds_K"],
     resources:
         mem_mb=1024,  # slab-wise copy: ~64 MB output slabs plus their sources
     benchmark:

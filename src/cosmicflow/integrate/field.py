@@ -107,12 +107,15 @@ def grad_bmag(m, wx, wy, wz, inv_dx, inv_dy, inv_dz):
 
 @intrinsic
 def _f32_from_bits(typingctx, bits):
-    """Reinterpret the 32 bits of an int32 as a float32 (no conversion)."""
-    if not isinstance(bits, types.Integer) or bits.bitwidth != 32:
+    """Reinterpret the low 32 bits of an integer as a float32 (no conversion)."""
+    if not isinstance(bits, types.Integer):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+        v = args[0]
+        if signature.args[0].bitwidth > 32:
+            v = builder.trunc(v, ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
 
     return types.float32(bits), codegen
 
@@ -125,8 +128,9 @@ def half_to_float32(h):
     scaled by 2^-112 for normal and subnormal halves alike; the 2^112 goes into the field's
     scale, so decoding is a shift, an or and one multiply.
     """
-    x = np.int32(h)
-    return _f32_from_bits(((x & 0x7FFF) << 13) | ((x & 0x8000) << 16))
+    x = np.uint32(h)
+    return _f32_from_bits(((x & np.uint32(0x7FFF)) << np.uint32(13))
+                          | ((x & np.uint32(0x8000)) << np.uint32(16)))
 
 
 def _load(data, o, scale):
