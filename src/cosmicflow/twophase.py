@@ -18,7 +18,7 @@ Harmonic and arithmetic means (seed 001, Ewart et al., Eqs. 3–5)
     Once they cross many patches the displacement splits by geometry, Δr_α ≈ φ_α Δr, so
     D_αα → φ_α² D and Σ_α f_α D_eff,α = Σ_α D_αα < D: the positive off-diagonal D_αβ
     (Eq. 15) carry the rest, and the measured D∥ then lies *above* this κ_A (in the
-    ``config/subgrid-demo.yaml`` run at log-position 1.4–1.6 on the multiphase medium). The
+    ``config/subgrid-demo.yaml`` run at log-position 1.2–1.5 on the multiphase medium). The
     columns report that placement as it is; the sub-grid law below, which uses the known
     local rates, is the exact one (``tests/test_twophase_physics.py``).
 
