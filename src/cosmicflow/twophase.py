@@ -537,8 +537,8 @@ def overlay_fig7(axes: Sequence[Any], media: Mapping[str, Mapping[float, Any]],
                      rf"{r.delta_par_hi:.2f}], $\delta_\perp$={r.delta_perp:.2f} "
                      rf"[{r.delta_perp_lo:.2f},{r.delta_perp_hi:.2f}]")
     axes[0].legend(fontsize=5, frameon=False, loc="upper left")
-    axes[1].text(0.02, 0.02, "\n".join(lines), transform=axes[1].transAxes, fontsize=5,
-                 va="bottom", ha="left")
+    axes[1].text(0.02, 0.98, "\n".join(lines), transform=axes[1].transAxes, fontsize=5,
+                 va="top", ha="left")
 
 
 def overlay_fig9(axes: Sequence[Any], media: Mapping[str, Mapping[float, Any]]) -> None:
