@@ -676,3 +676,58 @@ def test_settings_reject_unknown_config_keys():
         IntegrateSettings.from_config({"integrate": {"mono": {"mu": [0.5]}}}, "mono")
     # the workflow's own keys are known
     IntegrateSettings.from_config({"integrate": {"batches": 2, "particles_per_energy": 10}})
+
+
+# ------------------------------------------------------------------------------------------
+# adiabaticity classes (issue 13's recorder)
+# ------------------------------------------------------------------------------------------
+
+
+def test_class_accounting_sum_rules(multiphase_run):
+    """Sum over classes = displacement and time; phase x class time sums to both marginals."""
+    _, res, _ = multiphase_run
+    np.testing.assert_allclose(res["class_displacement"].sum(axis=2), res["displacement"],
+                               rtol=0, atol=1e-9 * np.abs(res["displacement"]).max())
+    t = res["time_s"]
+    np.testing.assert_allclose(res["class_time"].sum(axis=2), np.broadcast_to(t, res["mu"].shape),
+                               rtol=1e-12, atol=1e-12 * t[-1])
+    np.testing.assert_allclose(res["phase_class_time"].sum(axis=3), res["phase_time"],
+                               rtol=1e-12, atol=1e-12 * t[-1])
+    np.testing.assert_allclose(res["phase_class_time"].sum(axis=2), res["class_time"],
+                               rtol=1e-12, atol=1e-12 * t[-1])
+    # turbulence with dB = 2 uG on 32 cells and r_L ~ 0.2 cells: mostly adiabatic, not only
+    share = res["class_time"][:, -1].sum(0) / (t[-1] * res["mu"].shape[0])
+    assert share[0] > 0.5 and share[1] > 0.001, share
+    assert res["hist_epsilon_scatter"].sum() > 0
+
+
+def test_class_of_a_uniform_field_is_adiabatic():
+    # uniform B: grad |B| = 0 exactly, so every step is in the first class, and without
+    # scattering mu of the chord is constant: no scattering events
+    f = uniform_fields(8, b=(1.0, 2.0, 2.0))
+    rng = np.random.default_rng(61)
+    pos, d, _ = ci.inject(f, 0.0, 10.0, 9, rng)
+    st = IntegrateSettings(duration_gyroperiods=3.0, output_times=3, trajectories=0)
+    res = integrate_particles(f, 0.0, 10.0, pos, d, energy_pev=1.0, settings=st)
+    assert np.all(res["class_time"][:, :, 1:] == 0)
+    np.testing.assert_allclose(res["class_time"][:, -1, 0], res["time_s"][-1], rtol=1e-12)
+    assert res["hist_epsilon_scatter"].sum() == 0
+
+
+def test_class_accounting_switch_off_gives_no_variables(snapshot_file, tmp_path):
+    kw = dict(energy_pev=2.5, n_particles=12, injection="isotropic", batch=0, progress=False)
+    on = integrate_batch(snapshot_file, tmp_path / "on.h5", settings=IntegrateSettings(**SMALL),
+                         **kw)
+    off = integrate_batch(snapshot_file, tmp_path / "off.h5",
+                          settings=IntegrateSettings(**SMALL, class_accounting=False), **kw)
+    new = {"class_displacement", "class_time", "phase_class_time", "hist_epsilon_scatter"}
+    with xr.open_dataset(on, engine="h5netcdf") as a, xr.open_dataset(off, engine="h5netcdf") as b:
+        assert new <= set(a.variables) and not new & set(b.variables)
+        assert "eps_class" in a.coords and "eps_class" not in b.coords
+        assert list(a["eps_class"].values) == ["eps<0.1", "0.1<=eps<1", "eps>=1"]
+        np.testing.assert_array_equal(a.attrs["eps_class_edges"], [0.1, 1.0])
+        assert "eps_class_edges" not in b.attrs
+        # the recorder only observes: everything else is bit-identical
+        for v in b.variables:
+            np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+

@@ -168,7 +168,11 @@ def _snapshot_geometry(medium):
 def integrate_mem_mb(wildcards, threads):
     cells, _, _ = _snapshot_geometry(wildcards.medium)
     n = integrate_job(wildcards)["n_particles"]
-    return cost.integrate_memory_mb(cells, n, config["integrate"]["output_times"] + 1)
+    it = config["integrate"]
+    return cost.integrate_memory_mb(cells, n, it["output_times"] + 1,
+                                    field_layout=it.get("field_layout", "full"),
+                                    class_accounting=it.get("class_accounting", True),
+                                    n_classes=len(it.get("class_eps_edges", [0.1, 1.0])) + 1)
 
 
 def integrate_runtime_min(wildcards, threads):

@@ -10,6 +10,9 @@ rule field_cache:
         code=package_code("integrate", "snapshot"),
     output:
         field_cache="results/{medium}/field_cache.h5",
+    params:
+        layout=config["integrate"].get("field_layout", "full"),
+        thresholds_K=config["phases"]["thresholds_K"],
     resources:
         mem_mb=1024,  # slab-wise copy: ~64 MB output slabs plus their sources
     benchmark:
@@ -26,7 +29,7 @@ rule integrate:
     input:
         snapshot="results/{medium}/snapshot.h5",
         field_cache=rules.field_cache.output.field_cache,
-        code=package_code("integrate", "_numba", "snapshot"),
+        code=package_code("integrate", "_numba", "snapshot", "phase_rule"),
     output:
         batch="results/{medium}/particles/E{energy}_{injection}_b{batch}.h5",
     params:

@@ -8,4 +8,6 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from cosmicflow.integrate import write_field_cache  # noqa: E402
 
-write_field_cache(snakemake.input.snapshot, snakemake.output.field_cache)  # noqa: F821
+write_field_cache(snakemake.input.snapshot, snakemake.output.field_cache,  # noqa: F821
+                  layout=snakemake.params.layout,  # noqa: F821
+                  thresholds_K=snakemake.params.thresholds_K)  # noqa: F821

@@ -192,3 +192,31 @@ def _advance_reference(s_start, s_end, nchunks, field, step, scatter, record, pa
         for p in range(lo, hi):
             _push_one(p, ch, s_start, s_end, field, par, parts, rec)
         _mu_at_end(lo, hi, field, parts, mu_out)
+
+
+def _stamp_with_dependencies(*dispatchers) -> None:
+    """Make Numba's on-disk cache of these kernels depend on the modules inlined into them.
+
+    Numba keys a cached kernel by the modification stamp of its own source file only, and the
+    step, recorders and field modules are inlined into the kernels above: after an edit there
+    a stale kernel would be loaded. Adding a digest of those files to the stamp the cache index
+    is checked against makes such an edit recompile (``Cache._cache_file._source_stamp`` is
+    Numba-internal; if it is missing nothing is changed and the cache behaves as before).
+    """
+    import hashlib
+    from pathlib import Path
+
+    import cosmicflow._numba
+    import cosmicflow.phase_rule
+    from cosmicflow.integrate import field, recorders, step
+
+    digest = hashlib.sha256()
+    for mod in (field, step, recorders, cosmicflow.phase_rule, cosmicflow._numba):
+        digest.update(Path(mod.__file__).read_bytes())
+    for disp in dispatchers:
+        cache_file = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+        if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+            cache_file._source_stamp = (cache_file._source_stamp, digest.hexdigest())
+
+
+_stamp_with_dependencies(_push_group, _advance, _advance_reference)

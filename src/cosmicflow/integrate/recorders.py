@@ -27,6 +27,14 @@ statistics samples (paper Fig. 5)
     compare with the values at injection.
 trajectories
     Position, t Ω_ref, μ, |B|, T at whole steps, ``trajectory_samples_per_gyroperiod``.
+adiabaticity classes (issue 13, switch ``integrate.class_accounting``)
+    Every step is classified by the local ε = |∇|B|| r_L,loc / |B| = |∇|B|| R_1 / |B|² at its
+    field-evaluation point (∇|B| of the trilinear interpolant, r_L,loc = R_1/|B|) into classes
+    bounded by ``class_eps_edges`` (default ε < 0.1, 0.1 ≤ ε < 1, ε ≥ 1); displacement and
+    time accumulate per class exactly as per phase (Σ_c Δr_c = Δr), with the joint phase ×
+    class time. At steps whose |dμ/d(t Ω_ref)| — μ from the chord against B at x_{n+½},
+    differenced with the previous step's — exceeds ``scatter_dmu_threshold``, the local ε is
+    histogrammed per phase (``hist_epsilon_scatter``, edges :data:`HIST_EDGES` ``eps``).
 """
 
 from __future__ import annotations
@@ -87,6 +95,9 @@ class RecordParams(NamedTuple):
     stats_cadence: float
     traj_interval: float
     rl_ref: float
+    class_on: bool  # adiabaticity classes recorded
+    class_edges: np.ndarray  # their inner edges in eps (float64)
+    dmu_threshold: float  # |dmu/d(t Omega_ref)| of a scattering event
 
 
 def record_params(settings, rl_ref: float) -> RecordParams:
@@ -96,6 +107,9 @@ def record_params(settings, rl_ref: float) -> RecordParams:
         stats_cadence=settings.stats_cadence_gyroperiods * gyro,
         traj_interval=gyro / settings.trajectory_samples_per_gyroperiod,
         rl_ref=rl_ref,
+        class_on=bool(settings.class_accounting),
+        class_edges=np.asarray(settings.class_eps_edges, dtype=np.float64),
+        dmu_threshold=float(settings.scatter_dmu_threshold),
     )
 
 
@@ -155,6 +169,12 @@ class Records(NamedTuple):
     traj_aux: np.ndarray  # (traj, sample, 4): t Omega_ref, mu, |B| [uG], T [K]
     traj_count: np.ndarray  # (traj,)
     traj_next: np.ndarray  # (traj,) path of the next sample [pc]
+    # adiabaticity classes (empty arrays when switched off)
+    class_disp: np.ndarray  # (n, class, 3) [pc]
+    class_path: np.ndarray  # (n, class) [pc]
+    phase_class_path: np.ndarray  # (n, phase, class) [pc]
+    class_prev: np.ndarray  # (n, 2): mu and path [pc] at the previous step's midpoint
+    hist_eps_scatter: np.ndarray  # (chunk, phase, eps_bin)
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,11 +258,34 @@ def _trajectory_step(rec, rp, field, ev):
 
 
 @njit(**JIT_INLINE)
+def _class_step(rec, rp, sp, field, ev):
+    p = ev.p
+    g = grad_bmag(corner_bmag(field, ev.o), ev.wx, ev.wy, ev.wz, sp.inv_dx, sp.inv_dy, sp.inv_dz)
+    eps = g * sp.r1 / (ev.bmag * ev.bmag)  # |grad B| r_L,loc / |B|, r_L,loc = R_1 / |B|
+    c = 0
+    for e in rp.class_edges:
+        c += int(eps >= e)
+    rec.class_disp[p, c, 0] += ev.dx
+    rec.class_disp[p, c, 1] += ev.dy
+    rec.class_disp[p, c, 2] += ev.dz
+    rec.class_path[p, c] += ev.h
+    rec.phase_class_path[p, ev.phase, c] += ev.h
+    mu = _mu_chord(ev)
+    rate = abs(mu - rec.class_prev[p, 0]) * rp.rl_ref / (ev.s_mid - rec.class_prev[p, 1])
+    if rate > rp.dmu_threshold:
+        rec.hist_eps_scatter[ev.chunk, ev.phase, log_bin(eps, HISTS.eps)] += 1
+    rec.class_prev[p, 0] = mu
+    rec.class_prev[p, 1] = ev.s_mid
+
+
+@njit(**JIT_INLINE)
 def record_step(rec, rp, sp, field, ev):
     """Hand one step (:class:`StepEvent`) to every recorder."""
     _phase_step(rec, ev)
     _stats_step(rec, rp, sp, field, ev)
     _trajectory_step(rec, rp, field, ev)
+    if rp.class_on:
+        _class_step(rec, rp, sp, field, ev)
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,5 +410,66 @@ class Trajectories(Recorder):
         }, {}, {}
 
 
+def class_labels(edges) -> list[str]:
+    """Labels of the ε classes bounded by the inner ``edges``: "eps<0.1", "0.1<=eps<1", ..."""
+    e = [f"{float(x):g}" for x in edges]
+    return [f"eps<{e[0]}"] + [f"{a}<=eps<{b}" for a, b in zip(e, e[1:])] + [f"eps>={e[-1]}"]
+
+
+class ClassAccounting(Recorder):
+    """Adiabaticity classes (issue 13): per-class displacement and time, phase x class time,
+    ε at scattering events; nothing (no state, no variables) when switched off."""
+
+    def state(self, ctx):
+        on = bool(ctx.settings.class_accounting)
+        nc = len(ctx.settings.class_eps_edges) + 1
+        n = ctx.n if on else 0
+        st = {"class_disp": np.zeros((n, nc, 3)), "class_path": np.zeros((n, nc)),
+              "phase_class_path": np.zeros((n, N_PHASES, nc)),
+              "class_prev": (np.stack([ctx.mu0, np.zeros(n)], 1) if on else np.zeros((0, 2))),
+              "hist_eps_scatter": np.zeros((ctx.nchunks if on else 0, N_PHASES, HISTS.eps.nbins),
+                                           np.int64)}
+        if on:
+            st.update({"rec_cdisp": np.zeros((n, ctx.nt, nc, 3)),
+                       "rec_cpath": np.zeros((n, ctx.nt, nc)),
+                       "rec_pcpath": np.zeros((n, ctx.nt, N_PHASES, nc))})
+        return st
+
+    def at_output(self, st, k):
+        if "rec_cdisp" in st:
+            st["rec_cdisp"][:, k] = st["class_disp"]
+            st["rec_cpath"][:, k] = st["class_path"]
+            st["rec_pcpath"][:, k] = st["phase_class_path"]
+
+    def results(self, st):
+        if "rec_cdisp" not in st:
+            return {}
+        return {"class_displacement": st["rec_cdisp"], "class_time": st["rec_cpath"] / C_PC_S,
+                "phase_class_time": st["rec_pcpath"] / C_PC_S,
+                "hist_epsilon_scatter": st["hist_eps_scatter"].sum(0)}
+
+    def variables(self, res, settings):
+        if "class_displacement" not in res:
+            return {}, {}, {}
+        return {
+            "class_displacement": (
+                ("particle", "time", "eps_class", "component"), res["class_displacement"],
+                {"units": "pc", "long_name": "displacement accumulated in each adiabaticity "
+                 "class of eps = |grad B| r_L,loc / B (sum over classes = displacement)"}),
+            "class_time": (("particle", "time", "eps_class"), res["class_time"],
+                           {"units": "s", "long_name": "time spent in each adiabaticity class"}),
+            "phase_class_time": (("particle", "time", "phase", "eps_class"),
+                                 res["phase_class_time"],
+                                 {"units": "s", "long_name": "time spent in each phase and class"}),
+            "hist_epsilon_scatter": (
+                ("phase", "eps_bin"), res["hist_epsilon_scatter"],
+                {"units": "count", "long_name": "local eps = |grad B| r_L,loc / B at steps with "
+                 "|dmu/d(t Omega_ref)| > scatter_dmu_threshold, per phase"}),
+        }, {"eps_class": class_labels(settings.class_eps_edges)}, {
+            "eps_class_edges": np.asarray(settings.class_eps_edges, dtype=np.float64),
+            "scatter_dmu_threshold": float(settings.scatter_dmu_threshold)}
+
+
 #: the recorders of a run, in the order their variables appear
-RECORDERS: tuple[Recorder, ...] = (PhaseAccounting(), StatisticsSamples(), Trajectories())
+RECORDERS: tuple[Recorder, ...] = (PhaseAccounting(), StatisticsSamples(), Trajectories(),
+                                   ClassAccounting())
