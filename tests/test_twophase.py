@@ -310,3 +310,30 @@ def test_schema_defaults_match_the_dataclass():
     defaults = im.ImplicationParams()
     for k, v in props.items():
         assert getattr(defaults, k) == v["default"], k
+
+
+def test_micromirror_fraction_flows_from_the_batch_to_the_summary(tmp_path):
+    # integrate_batch records f_mm for model micromirror; transport copies it and the rates;
+    # the summary's nu_eff is then nu_res + f_mm nu_mm (Reichherzer et al. Eq. 10)
+    from cosmicflow.integrate import IntegrateSettings, integrate_batch
+    from cosmicflow.snapshot import write_snapshot
+
+    shape = (4, 4, 8)
+    f = {k: np.zeros(shape, np.float32) for k in ("bx", "by", "vx", "vy", "vz")}
+    f["bz"] = np.full(shape, 3.0, np.float32)
+    f["bz"][:, :, :2] = 3.3  # f_mm = 1/4
+    f["density"] = np.ones(shape, np.float32)
+    f["temperature"] = np.full(shape, 8000.0, np.float32)
+    snap = write_snapshot(tmp_path / "mm" / "snapshot.h5", f, 10.0)
+    cfg = {"integrate": {"duration_gyroperiods": 2.0, "output_times": 5, "trajectories": 0,
+                         "scattering": {"model": "micromirror", "nu_over_omega": 0.01,
+                                        "micromirror": {"b_threshold_uG": 3.15, "nu_over_omega": 0.2},
+                                        "energy_law": {"e0_PeV": 1.0, "q": 2.0}}}}
+    batch = integrate_batch(snap, tmp_path / "b.h5", energy_pev=2.0, n_particles=20,
+                            settings=IntegrateSettings.from_config(cfg), progress=False)
+    with xr.open_dataset(batch, engine="h5netcdf") as ds:
+        assert float(ds.attrs["micromirror_volume_fraction"]) == 0.25
+    res = tr.analyse_transport(tr.load_batches([batch]), tr.TransportParams(bootstrap_samples=20))
+    row = tp.summary_columns(res)
+    # rates at 2 PeV in units of the job's Omega_ref: nu0 (E/E0)^(1-q)
+    assert row["nu_eff_over_omega"] == pytest.approx((0.01 + 0.25 * 0.2) * 2.0 ** (1 - 2.0))
