@@ -139,20 +139,23 @@ def _push_group(lo, hi, chunk, s_start, s_end, field, par, parts, rec):
                 active -= 1
 
 
-@njit(**JIT_INLINE)
-def _push_one(p, chunk, s_start, s_end, field, par, parts, rec):
-    """Advance particle p alone from s_start to s_end [pc]: the same step as
+@njit(**JIT)
+def _push_one(lo, hi, chunk, s_start, s_end, field, par, parts, rec):
+    """Advance particles lo..hi-1 one at a time from s_start to s_end [pc]: the same step as
     :func:`_push_group`, without lanes or prefetching (the benchmark's reference kernel)."""
     sp = par.step
     c, d = parts.cell, parts.dirn
-    s = s_start
-    last = s_start >= s_end
-    while not last:
-        h, last = step_length(parts.bprev[p], s, s_end, sp)
-        mx, my, mz = half_drift(c[p, 0], c[p, 1], c[p, 2], d[p, 0], d[p, 1], d[p, 2], 0.5 * h, sp)
-        o, wx, wy, wz = lookup(field.gdim, mx, my, mz)
-        s = _finish_step(p, chunk, h, last, s, s_end, o, wx, wy, wz,
-                         cell_offset(field.gdim, mx, my, mz), field, par, parts, rec)
+    for p in range(lo, hi):
+        s = s_start
+        while s < s_end:
+            h, last = step_length(parts.bprev[p], s, s_end, sp)
+            mx, my, mz = half_drift(c[p, 0], c[p, 1], c[p, 2], d[p, 0], d[p, 1], d[p, 2],
+                                    0.5 * h, sp)
+            o, wx, wy, wz = lookup(field.gdim, mx, my, mz)
+            s = _finish_step(p, chunk, h, last, s, s_end, o, wx, wy, wz,
+                             cell_offset(field.gdim, mx, my, mz), field, par, parts, rec)
+            if last:
+                break
 
 
 @njit(**JIT_INLINE)
@@ -189,8 +192,7 @@ def _advance_reference(s_start, s_end, nchunks, field, step, scatter, record, pa
     for ch in prange(nchunks):
         par = Params(step, scatter, record)
         lo, hi = ch * n // nchunks, (ch + 1) * n // nchunks
-        for p in range(lo, hi):
-            _push_one(p, ch, s_start, s_end, field, par, parts, rec)
+        _push_one(lo, hi, ch, s_start, s_end, field, par, parts, rec)
         _mu_at_end(lo, hi, field, parts, mu_out)
 
 
@@ -219,4 +221,4 @@ def _stamp_with_dependencies(*dispatchers) -> None:
             cache_file._source_stamp = (cache_file._source_stamp, digest.hexdigest())
 
 
-_stamp_with_dependencies(_push_group, _advance, _advance_reference)
+_stamp_with_dependencies(_push_group, _push_one, _advance, _advance_reference)
