@@ -337,6 +337,19 @@ def test_batches_of_different_runs_are_refused(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".res.nc*"))
 
 
+def test_realisation_batches_merge_despite_roundoff_in_mean_field_direction(tmp_path):
+    """Outputs of one run give B0 directions whose zero components differ by ~1e-11 (round-off
+    of each snapshot's <B>); those batches are one medium. A different axis is still refused."""
+    t = log_times(5, 1.0, 10.0)
+    disp = np.zeros((3, t.size, 3))
+    a = write_batch(make_batch(t, disp, b0hat=(-2.9e-12, 1.7e-14, 1.0)), tmp_path / "a.h5")
+    b = write_batch(make_batch(t, disp, b0hat=(1.1e-11, 3.6e-12, 1.0)), tmp_path / "b.h5")
+    assert tr.load_batches([a, b]).sizes["particle"] == 6
+    c = write_batch(make_batch(t, disp, b0hat=(1e-3, 0.0, 1.0)), tmp_path / "c.h5")
+    with pytest.raises(InputError, match=r"c\.h5.*mean_field_direction"):
+        tr.load_batches([a, c])
+
+
 def test_batch_missing_a_variable_is_refused_by_name(tmp_path):
     t = log_times(5, 1.0, 10.0)
     ds = make_batch(t, np.zeros((3, t.size, 3))).drop_vars("phase_time")

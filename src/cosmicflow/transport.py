@@ -389,8 +389,8 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
 
 #: largest angle [rad] between the mean-field directions of two realisations of one medium that
 #: may be merged: each snapshot's <B> differs at round-off (AthenaK conserves the flux), and a
-#: tilt of 1e-3 rad moves at most ~1e-6 of D_par into D_perp (sin^2), far below any interval.
-REALISATION_DIRECTION_TOLERANCE_RAD = 1.0e-3
+#: tilt of 1e-6 rad moves ~1e-12 of D_par into D_perp (sin^2), far below any interval.
+REALISATION_DIRECTION_TOLERANCE_RAD = 1.0e-6
 
 
 def _check_direction_across_realisations(b: Any, b_first: Any, path: str, first_path: str) -> None:
