@@ -190,7 +190,7 @@ def walk_results():
     params = tr.TransportParams(bootstrap_samples=200)
     for e in (1.0, 2.0, 4.0):
         d_par = 0.05 * e**0.5  # pc^2/s
-        disp, pdisp, ptime = random_walk(rng, 600, t, d_par, d_par / 4, phase_probabilities=[0.2, 0.3, 0.5])
+        disp, pdisp, ptime = random_walk(rng, 3000, t, d_par, d_par / 4, phase_probabilities=[0.2, 0.3, 0.5])
         ds = make_batch(t, disp, phase_displacement=pdisp, phase_time=ptime, energy_PeV=e)
         out[e] = tr.analyse_transport(ds, params)
     return out

@@ -22,6 +22,7 @@ from scipy.ndimage import map_coordinates
 
 from cosmicflow._numba import JIT_INLINE, JIT_PARALLEL
 from cosmicflow.integrate.field import b_at, field_view, padded_field
+from cosmicflow.phase_rule import DEFAULT_PHASE_NAMES, DEFAULT_THRESHOLDS_K, N_PHASES
 from cosmicflow.snapshot import Snapshot
 
 
@@ -425,7 +426,7 @@ def _phase_along(lines: np.ndarray, phase_grid: np.ndarray, origin, cell) -> np.
 
 
 def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
-                          thresholds_K=(200.0, 5000.0), phase_names=("CNM", "UNM", "WNM")) -> xr.Dataset:
+                          thresholds_K=DEFAULT_THRESHOLDS_K, phase_names=DEFAULT_PHASE_NAMES) -> xr.Dataset:
     r"""Field-line random walk and phase-patch statistics of one snapshot.
 
     Traces ``n_lines`` lines from uniform random seeds both ways for ``length_box`` box edges
@@ -492,8 +493,8 @@ def field_line_statistics(snap: Snapshot, params: FieldLineParams | None = None,
     pgrid = phase_index(np.asarray(snap["temperature"]), thresholds_K)
     ph = _phase_along(lines, pgrid, snap.origin_pc, cell)
     runs = phase_runs(ph, step)
-    linear = np.bincount(ph.ravel(), minlength=3) / ph.size
-    volume = np.bincount(pgrid.ravel(), minlength=3) / pgrid.size
+    linear = np.bincount(ph.ravel(), minlength=N_PHASES) / ph.size
+    volume = np.bincount(pgrid.ravel(), minlength=N_PHASES) / pgrid.size
     edges = np.geomspace(step, 2 * length, 41)
     pdf = np.zeros((3, edges.size - 1))
     fits = []
@@ -577,8 +578,8 @@ def write_field_lines(snapshot_path, output, params=None, phases: dict | None = 
         params = FieldLineParams.from_config(params)
     phases = phases or {}
     snap = read_snapshot(snapshot_path)
-    ds = field_line_statistics(snap, params, phases.get("thresholds_K", (200.0, 5000.0)),
-                               phases.get("names", ("CNM", "UNM", "WNM")))
+    ds = field_line_statistics(snap, params, phases.get("thresholds_K", DEFAULT_THRESHOLDS_K),
+                               phases.get("names", DEFAULT_PHASE_NAMES))
     ds.attrs.update(provenance_attrs("cosmicflow.fieldlines.write_field_lines",
                                      {"field_lines": dict(config or {})}))
     ds.attrs["snapshot"] = str(snapshot_path)

@@ -39,7 +39,7 @@ from numba.extending import intrinsic, overload
 
 from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL, prefetch
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
-from cosmicflow.phase_rule import N_PHASES, phase_index, phase_of
+from cosmicflow.phase_rule import DEFAULT_THRESHOLDS_K, N_PHASES, phase_index, phase_of
 from cosmicflow.snapshot import _slabs, read_snapshot
 
 #: values per cell of the padded field grid: bx, by, bz [µG], T [K]
@@ -516,7 +516,7 @@ def build_field(fields: Mapping[str, np.ndarray], layout: str, thresholds_K) -> 
 
 def write_field_cache(snapshot_path: str | Path, output_path: str | Path, *,
                       layout: str = "full",
-                      thresholds_K: Sequence[float] = (200.0, 5000.0)) -> Path:
+                      thresholds_K: Sequence[float] = DEFAULT_THRESHOLDS_K) -> Path:
     """Write the pusher's padded, interleaved field of one snapshot in ``layout``.
 
     Written once per snapshot (rule ``field_cache``) and memory-mapped read-only by every
