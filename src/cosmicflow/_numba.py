@@ -14,6 +14,14 @@ Decisions
 ``error_model="numpy"``
     Division by zero gives inf/nan instead of a Python exception check on every division in
     the inner loop (inputs are validated in the public wrappers before any kernel runs).
+``_nrt=False`` for the pusher's per-particle loops (:data:`JIT_UNCOUNTED`)
+    Numba counts references to every array a variable holds. Handing the recorders' named
+    tuple of 16 arrays to an inlined helper emits 16 reference increments and decrements per
+    step wherever LLVM's pruning cannot pair them (across the recorders' branches): measured
+    at 32^3, 280-300 ns per particle-step with them against 79 ns without. The loops that
+    push particles allocate nothing (their scratch comes from the caller), so they are
+    compiled without the runtime's reference counting; the arrays they touch are owned by
+    the calling kernel for the whole call.
 ``cache=True``
     Snakemake starts one process per particle batch; caching avoids recompiling the pusher in
     each.
@@ -32,6 +40,9 @@ JIT = {"cache": True, "fastmath": False, "error_model": "numpy"}
 #: LLVM alone declined to inline the step, and each out-of-line call that takes arrays pays
 #: reference-count updates — that tripled the cost of a particle step
 JIT_INLINE = {**JIT, "inline": "always"}
+#: loops that only read and write arrays owned by their caller and allocate nothing: no
+#: reference counting (see "Decisions")
+JIT_UNCOUNTED = {**JIT, "_nrt": False}
 #: options for kernels that run particles in parallel (``prange``)
 JIT_PARALLEL = {**JIT, "parallel": True}
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL
+from cosmicflow._numba import JIT_INLINE, JIT_PARALLEL, JIT_UNCOUNTED
 from cosmicflow.integrate.field import b_at, blend, cell_offset, lookup, phase_at, prefetch_corners
 from cosmicflow.integrate.recorders import RecordParams, StepEvent, record_step
 from cosmicflow.integrate.step import (
@@ -97,8 +97,32 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     return sl
 
 
-@njit(**JIT)
-def _push_group(lo, hi, chunk, s_start, s_end, field, par, parts, rec):
+class Lanes(NamedTuple):
+    """Per-lane scratch of :func:`_push_group` (LANES long; allocated once per chunk by the
+    caller, since the pushing loops allocate nothing, see :data:`~cosmicflow._numba.JIT_UNCOUNTED`).
+
+    base : look-up offset; tcell : midpoint cell offset; wts : (LANES, 3) look-up weights;
+    hs : step path [pc]; s : path reached [pc]; last : the step lands on s_end; done.
+    """
+
+    base: np.ndarray
+    tcell: np.ndarray
+    wts: np.ndarray
+    hs: np.ndarray
+    s: np.ndarray
+    last: np.ndarray
+    done: np.ndarray
+
+
+@njit(**JIT_INLINE)
+def _lanes():
+    return Lanes(np.empty(LANES, dtype=np.int64), np.empty(LANES, dtype=np.int64),
+                 np.empty((LANES, 3)), np.empty(LANES), np.empty(LANES),
+                 np.zeros(LANES, dtype=np.bool_), np.zeros(LANES, dtype=np.bool_))
+
+
+@njit(**JIT_UNCOUNTED)
+def _push_group(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lanes):
     """Advance particles lo..hi-1 (at most LANES) from path s_start to exactly s_end [pc].
 
     Pass 1 per round: each lane's step length and field-evaluation point x_{n+½}, and a
@@ -106,13 +130,11 @@ def _push_group(lo, hi, chunk, s_start, s_end, field, par, parts, rec):
     """
     sp = par.step
     k = hi - lo
-    base = np.empty(k, dtype=np.int64)
-    tcell = np.empty(k, dtype=np.int64)
-    wts = np.empty((k, 3))
-    hs = np.empty(k)
-    s = np.full(k, s_start)
-    last = np.zeros(k, dtype=np.bool_)
-    done = np.zeros(k, dtype=np.bool_)
+    base, tcell, wts, hs, s, last, done = lanes
+    for lane in range(k):
+        s[lane] = s_start
+        last[lane] = False
+        done[lane] = False
     active = k if s_start < s_end else 0
     c, d = parts.cell, parts.dirn
     while active > 0:
@@ -139,7 +161,7 @@ def _push_group(lo, hi, chunk, s_start, s_end, field, par, parts, rec):
                 active -= 1
 
 
-@njit(**JIT)
+@njit(**JIT_UNCOUNTED)
 def _push_one(lo, hi, chunk, s_start, s_end, field, par, parts, rec):
     """Advance particles lo..hi-1 one at a time from s_start to s_end [pc]: the same step as
     :func:`_push_group`, without lanes or prefetching (the benchmark's reference kernel)."""
@@ -180,8 +202,9 @@ def _advance(s_start, s_end, nchunks, field, step, scatter, record, parts, rec, 
     for ch in prange(nchunks):
         par = Params(step, scatter, record)
         lo, hi = ch * n // nchunks, (ch + 1) * n // nchunks
+        lanes = _lanes()
         for g in range(lo, hi, LANES):
-            _push_group(g, min(g + LANES, hi), ch, s_start, s_end, field, par, parts, rec)
+            _push_group(g, min(g + LANES, hi), ch, s_start, s_end, field, par, parts, rec, lanes)
         _mu_at_end(lo, hi, field, parts, mu_out)
 
 
