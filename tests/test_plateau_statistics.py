@@ -173,11 +173,15 @@ def test_realisation_attribute_travels_from_batch_files_to_summary(tmp_path):
     rng = np.random.default_rng(3)
     t = log_times(30, 1e8, 1e11)
     truths = [1e29, 1.5e29, 2e29]
+    dmumu_truths = [1e-3, 2e-3, 4e-3]  # D_mumu/Omega of each realisation
     paths = []
     for b in range(6):
         r = b % 3
         disp, _, _ = random_walk(rng, 400, t, truths[r] / PC_CM**2, 1e28 / PC_CM**2, TILTED)
-        ds = make_batch(t, disp, b0hat=TILTED, batch=b)
+        omega = float(make_batch(t[:3], disp[:1, :3]).attrs["omega_ref_rad_s"])
+        # mu(t) - mu(0) = sqrt(2 D t Omega) z: (Δmu)^2 / (2 t Omega) averages to D per particle
+        mu = np.sqrt(2 * dmumu_truths[r] * omega * t)[None, :] * rng.normal(size=(400, 1))
+        ds = make_batch(t, disp, b0hat=TILTED, batch=b, mu=mu)
         ds.attrs.update(realisation=r, realisation_source=f"seed={11 + r}")
         paths.append(write_batch(ds, tmp_path / f"E2.5_isotropic_b{b}.h5"))
     ds = tr.load_batches(paths)
@@ -195,6 +199,21 @@ def test_realisation_attribute_travels_from_batch_files_to_summary(tmp_path):
     assert row["n_realisations"] == 3
     assert [row[f"D_par_r{r}_cm2_s"] for r in range(3)] == pytest.approx(values.tolist())
     assert row["D_par_cm2_s"] == pytest.approx(values.mean())
+    # D_mumu/Omega and D_eff carry realisations the same way
+    dmm = res["D_mumu_over_omega_realisation_value"].values
+    np.testing.assert_allclose(dmm, dmumu_truths, rtol=0.2)
+    assert float(res["D_mumu_over_omega_combined"]) == pytest.approx(dmm.mean(), rel=1e-12)
+    mlo, mhi = res["D_mumu_over_omega_combined_interval"].values
+    plo, phi = res["D_mumu_over_omega_early_interval"].values
+    assert mlo < dmm.mean() < mhi and (mhi - mlo) > 2 * (phi - plo)  # realisations widen it
+    assert row["D_mumu_over_omega"] == pytest.approx(dmm.mean())
+    assert [row[f"D_mumu_over_omega_r{r}"] for r in range(3)] == pytest.approx(dmm.tolist())
+    wnm = res["D_eff_par_realisation_value"].values[:, -1]  # all displacement in the WNM
+    np.testing.assert_allclose(wnm, values, rtol=1e-9)
+    assert float(res["D_eff_par_combined"].values[-1]) == pytest.approx(wnm.mean(), rel=1e-12)
+    elo, ehi = res["D_eff_par_combined_interval"].values[-1]
+    assert elo < wnm.mean() < ehi
+    assert row["D_eff_par_WNM_cm2_s"] == pytest.approx(wnm.mean())
     # a batch without the attribute is realisation 0
     plain = write_batch(make_batch(t, random_walk(rng, 10, t, 1.0, 1.0, TILTED)[0], b0hat=TILTED),
                         tmp_path / "plain.h5")

@@ -613,8 +613,8 @@ def fig7_diffusion_vs_energy(media: Mapping[str, Mapping[float, xr.Dataset]],
         for ds in results:
             for f, v in regime_flags(ds).items():
                 flags_used[f] = flags_used.get(f, False) or v
-        y = np.array([float(ds["D_mumu_over_omega_early"]) for ds in results])
-        iv = np.array([ds["D_mumu_over_omega_early_interval"].values for ds in results])
+        y = np.array([float(ds["D_mumu_over_omega_combined"]) for ds in results])
+        iv = np.array([ds["D_mumu_over_omega_combined_interval"].values for ds in results])
         linear = np.array([ds.attrs.get("D_mumu_regime") == "diffusive" for ds in results])
         err = np.clip(np.stack([y - iv[:, 0], iv[:, 1] - y]), 0, None)
         axes[2].plot(energies, y, color=color, ls=style["linestyle"], lw=1.0)
@@ -747,9 +747,9 @@ def fig9_effective_diffusion(media: Mapping[str, Mapping[float, xr.Dataset]]) ->
             reached = np.array([p["kind"] == "plateau" for p in points])
             for i, ph in enumerate(phases):
                 color = phase_colors.get(ph, None)
-                eff = np.array([float(ds[f"D_eff_{comp}_plateau"].values[i]) for ds in results])
+                eff = np.array([float(ds[f"D_eff_{comp}_combined"].values[i]) for ds in results])
                 run = np.array([float(ds[f"D_eff_{comp}"].isel(time=-1).values[i]) for ds in results])
-                bounds = np.array([ds[f"D_eff_{comp}_plateau_interval"].values[i] for ds in results])
+                bounds = np.array([ds[f"D_eff_{comp}_combined_interval"].values[i] for ds in results])
                 visited = np.array([float(ds["phase_fraction_total"].values[i]) > 0 for ds in results])
                 if not visited.any():
                     continue

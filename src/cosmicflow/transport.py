@@ -70,6 +70,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -288,7 +289,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, str) or isinstance(b, str):
         return str(a) == str(b)
     a, b = np.asarray(a, float), np.asarray(b, float)
-    # vectors (the mean-field direction) compare against their largest component
+    # vectors (the output times) compare against their largest component
     scale = float(np.max(np.abs(a))) if a.size else 0.0
     return bool(np.allclose(a, b, rtol=_MERGE_RTOL, atol=_MERGE_RTOL * scale))
 
@@ -351,8 +352,9 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
             if list(ds["phase"].values) != list(first["phase"].values):
                 raise InputError(f"{p}: phase names differ from those of {first_path}")
             for name in _SHARED_ATTRS:
-                if name == "mean_field_direction" and real != _realisation_of(first.attrs, first_path):
-                    _check_direction_across_realisations(ds.attrs[name], first.attrs[name], p, first_path)
+                if name == "mean_field_direction":
+                    _check_direction(ds.attrs[name], first.attrs[name], p, first_path,
+                                     across=real != _realisation_of(first.attrs, first_path))
                     continue
                 if not _same(ds.attrs[name], first.attrs[name]):
                     raise InputError(
@@ -391,21 +393,28 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
 #: may be merged: each snapshot's <B> differs at round-off (AthenaK conserves the flux), and a
 #: tilt of 1e-6 rad moves ~1e-12 of D_par into D_perp (sin^2), far below any interval.
 REALISATION_DIRECTION_TOLERANCE_RAD = 1.0e-6
+#: the same within one realisation (one snapshot or seed): its batches share one <B>, so only
+#: the file round-trip may differ
+SAME_REALISATION_DIRECTION_TOLERANCE_RAD = _MERGE_RTOL
 
 
-def _check_direction_across_realisations(b: Any, b_first: Any, path: str, first_path: str) -> None:
-    """Batches of different realisations (snapshots or seeds) carry their own <B> direction;
-    they merge when the directions agree within :data:`REALISATION_DIRECTION_TOLERANCE_RAD`."""
+def _check_direction(b: Any, b_first: Any, path: str, first_path: str, *, across: bool) -> None:
+    """One angle test for the ``mean_field_direction`` of two batches: within
+    :data:`REALISATION_DIRECTION_TOLERANCE_RAD` for batches of different realisations (each
+    carries its own <B>), :data:`SAME_REALISATION_DIRECTION_TOLERANCE_RAD` within one."""
     u = np.asarray(b, dtype=np.float64).reshape(-1)
     v = np.asarray(b_first, dtype=np.float64).reshape(-1)
     if u.size != 3 or v.size != 3 or not (np.linalg.norm(u) > 0 and np.linalg.norm(v) > 0):
         raise InputError(f"{path}: mean_field_direction must be a non-zero 3-vector, got {u.tolist()}")
-    angle = float(np.arccos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1.0, 1.0)))
-    if angle > REALISATION_DIRECTION_TOLERANCE_RAD:
+    # atan2 of |u x v| and u.v: accurate for tiny angles, where arccos of a dot loses them
+    angle = float(np.arctan2(np.linalg.norm(np.cross(u, v)), u @ v))
+    tol = REALISATION_DIRECTION_TOLERANCE_RAD if across else SAME_REALISATION_DIRECTION_TOLERANCE_RAD
+    if angle > tol:
+        which = ("realisations of one medium must share the mean-field direction" if across else
+                 "only batches of one (medium, energy, injection) and realisation can be merged")
         raise InputError(
-            f"{path}: mean field direction differs from that of {first_path} by {angle:.3g} rad "
-            f"(> {REALISATION_DIRECTION_TOLERANCE_RAD} rad); realisations of one medium must share "
-            "the mean-field direction")
+            f"{path}: attribute mean_field_direction differs from that of {first_path} by {angle:.3g} rad "
+            f"(> {tol:g} rad); {which}")
 
 
 def _realisation_of(attrs: Mapping[str, Any], path: str) -> int:
@@ -1045,34 +1054,64 @@ def _plateau_vars(
     return variables, attrs
 
 
-def _phase_plateau_vars(
-    comp: str,
-    products: xr.DataArray,
-    f_end: np.ndarray,
-    mask: np.ndarray,
-    reached: bool,
-    params: TransportParams,
-) -> dict[str, xr.Variable]:
-    """Late-window matrix and D_eff,α = D_αα / f_α with bootstrap intervals for one component.
+def _effective_coefficient(diag: np.ndarray, f_end: np.ndarray, params: TransportParams
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """D_eff,α = ⟨q_αα⟩/⟨f_α⟩ per phase, its bootstrap interval (phase, bound) and stderr.
 
-    ``products`` are the per-particle Δr_α·Δr_β products (particle, time, phase_a, phase_b)
-    [pc^2] of that component, ``f_end`` (particle, phase) the fractions of the whole run spent
-    in each phase. Everything is NaN unless the total coefficient reached a plateau.
+    ``diag`` (particle, phase) window means of the diagonal, ``f_end`` (particle, phase) the
+    phase time fractions; both resampled with the same particles.
     """
-    denom = 2.0 if comp == "par" else 4.0
-    per = products / (denom * products["time"]) * PC2_CM2
-    per = per.transpose("particle", "time", "phase_a", "phase_b").values
-    q = per[:, mask].mean(axis=1)  # (particle, phase_a, phase_b) window mean per particle
-    diag = np.einsum("paa->pa", q)
     f_mean = f_end.mean(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         eff = diag.mean(axis=0) / np.where(f_mean > 0, f_mean, np.nan)
         f_boot = bootstrap_means(f_end, params)
         boot = bootstrap_means(diag, params) / np.where(f_boot > 0, f_boot, np.nan)
     bounds = np.array([_interval(boot[:, a], params) for a in range(eff.size)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phases (never visited)
+        stderr = np.nanstd(boot, axis=0, ddof=1)
+    return eff, bounds, stderr
+
+
+def _phase_plateau_vars(
+    comp: str,
+    products: xr.DataArray,
+    f_end: np.ndarray,
+    mask: np.ndarray,
+    reached: bool,
+    realisation: np.ndarray,
+    params: TransportParams,
+) -> dict[str, xr.Variable]:
+    """Late-window matrix and D_eff,α = D_αα / f_α with intervals for one component.
+
+    ``products`` are the per-particle Δr_α·Δr_β products (particle, time, phase_a, phase_b)
+    [pc^2] of that component, ``f_end`` (particle, phase) the fractions of the whole run spent
+    in each phase, ``realisation`` (particle,) the realisation labels. D_eff gets a particle
+    bootstrap interval and, over realisations, a combined value and Student-t interval
+    (:func:`combine_realisations`, as D∥ and D⊥). Everything is NaN unless the total
+    coefficient reached a plateau.
+    """
+    denom = 2.0 if comp == "par" else 4.0
+    per = products / (denom * products["time"]) * PC2_CM2
+    per = per.transpose("particle", "time", "phase_a", "phase_b").values
+    q = per[:, mask].mean(axis=1)  # (particle, phase_a, phase_b) window mean per particle
+    diag = np.einsum("paa->pa", q)
+    eff, bounds, _ = _effective_coefficient(diag, f_end, params)
+    labels = np.unique(realisation)
+    per_real = [_effective_coefficient(diag[realisation == r], f_end[realisation == r], params)
+                for r in labels]
+    real_eff = np.array([e for e, _, _ in per_real]).reshape(labels.size, eff.size)
+    real_se = np.array([se for _, _, se in per_real]).reshape(labels.size, eff.size)
+    if labels.size > 1:
+        comb = [combine_realisations(real_eff[:, a], real_se[:, a], params) for a in range(eff.size)]
+        comb_eff = np.array([c[0] for c in comb])
+        comb_bounds = np.array([[c[1], c[2]] for c in comb])
+    else:
+        comb_eff, comb_bounds = eff.copy(), bounds.copy()
     mat = q.mean(axis=0)
     if not reached:
-        mat, eff, bounds = (np.full_like(x, np.nan) for x in (mat, eff, bounds))
+        mat, eff, bounds, real_eff, comb_eff, comb_bounds = (
+            np.full_like(x, np.nan) for x in (mat, eff, bounds, real_eff, comb_eff, comb_bounds))
     return {
         f"D_{comp}_matrix_plateau": _var(
             ("phase_a", "phase_b"), mat, CM2_S, f"late-window D_{comp} matrix (NaN without plateau)"
@@ -1081,15 +1120,27 @@ def _phase_plateau_vars(
             "phase", eff, CM2_S, f"effective phase D_{comp} = D_aa/f_a (late window)"
         ),
         f"D_eff_{comp}_plateau_interval": _var(
-            ("phase", "bound"), bounds, CM2_S, f"bootstrap interval of D_eff_{comp}_plateau"
+            ("phase", "bound"), bounds, CM2_S, f"bootstrap interval (particles) of D_eff_{comp}_plateau"
+        ),
+        f"D_eff_{comp}_realisation_value": _var(
+            ("realisation", "phase"), real_eff, CM2_S, f"D_eff_{comp} of each realisation's particles"
+        ),
+        f"D_eff_{comp}_combined": _var(
+            "phase", comb_eff, CM2_S,
+            f"D_eff_{comp}: realisation mean (one realisation: the plateau) — the headline value",
+        ),
+        f"D_eff_{comp}_combined_interval": _var(
+            ("phase", "bound"), comb_bounds, CM2_S,
+            "Student-t interval over realisations (one realisation: the particle interval)",
         ),
     }
 
 
 def _dmumu_headline_vars(
-    ds: xr.Dataset, mean_sq_dmu: np.ndarray, params: TransportParams
+    ds: xr.Dataset, mean_sq_dmu: np.ndarray, realisation: np.ndarray, params: TransportParams
 ) -> tuple[dict[str, xr.Variable], dict[str, Any]]:
-    """D_μμ/Ω over the early window with its interval (variables) and exponent/regime (attrs)."""
+    """D_μμ/Ω over the early window with its intervals — particles, and realisations as for
+    D∥ (:func:`realisation_estimates`) — (variables) and exponent/regime (attrs)."""
     omega = float(ds.attrs["omega_ref_rad_s"])
     t_all = ds["time"].values
     mu = ds["mu"].transpose("particle", "time").values
@@ -1097,8 +1148,23 @@ def _dmumu_headline_vars(
     per_mu = (mu[:, t_all > 0] - mu[:, :1]) ** 2 / (2 * t * omega)
     mask = _dmumu_window(t, omega, params)
     est = window_estimate(per_mu, mask, params)
+    rest = realisation_estimates(per_mu, realisation, mask, params)
     gamma = window_exponent(t, mean_sq_dmu, mask)
     variables = {
+        "D_mumu_over_omega_realisation_value": _var(
+            "realisation", rest.values, "1", "D_mumu/Omega (early window) of each realisation's particles"
+        ),
+        "D_mumu_over_omega_realisation_scatter": _var(
+            (), rest.scatter, "1", "sample std of the realisation values (NaN for one)"
+        ),
+        "D_mumu_over_omega_combined": _var(
+            (), rest.combined, "1", "D_mumu/Omega: realisation mean (one realisation: the early "
+            "window mean) — the headline value"
+        ),
+        "D_mumu_over_omega_combined_interval": _var(
+            "bound", [rest.lower, rest.upper], "1",
+            "Student-t interval over realisations (one realisation: the particle interval)",
+        ),
         "D_mumu_over_omega_early": _var((), est.value, "1", "D_mumu/Omega, mean over the early window"),
         "D_mumu_over_omega_early_interval": _var(
             "bound", [est.lower, est.upper], "1", "bootstrap interval of D_mumu_over_omega_early"
@@ -1253,13 +1319,13 @@ def analyse_transport(
     ppar, pperp = _phase_products(pos_ds, b0hat)
     for comp, products in (("par", ppar), ("perp", pperp)):
         reached = bool(attrs[f"D_{comp}_plateau_reached"])
-        out = out.assign(_phase_plateau_vars(comp, products, f_end, mask, reached, params))
+        out = out.assign(_phase_plateau_vars(comp, products, f_end, mask, reached, realisation, params))
 
     mech = mechanisms.mechanism_vars(pos_ds, b0hat, mask, params)
     out = xr.merge([out, mech], combine_attrs="drop_conflicts")
     attrs.update(mech.attrs)
 
-    variables, a = _dmumu_headline_vars(ds, out["mean_sq_dmu"].values, params)
+    variables, a = _dmumu_headline_vars(ds, out["mean_sq_dmu"].values, realisation, params)
     out = out.assign(variables)
     attrs.update(a)
 
@@ -1389,15 +1455,21 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
         )
         for r, v in zip(result["realisation"].values, result[f"{p}_realisation_value"].values):
             row[f"{p}_r{int(r)}_cm2_s"] = float(v)
-    lo, hi = result["D_mumu_over_omega_early_interval"].values
+    lo, hi = result["D_mumu_over_omega_combined_interval"].values
+    blo, bhi = result["D_mumu_over_omega_early_interval"].values
     row.update(
         {
-            "D_mumu_over_omega": float(result["D_mumu_over_omega_early"]),
+            "D_mumu_over_omega": float(result["D_mumu_over_omega_combined"]),
             "D_mumu_over_omega_lo": float(lo),
             "D_mumu_over_omega_hi": float(hi),
+            "D_mumu_over_omega_particles_lo": float(blo),
+            "D_mumu_over_omega_particles_hi": float(bhi),
+            "D_mumu_over_omega_realisation_scatter": float(result["D_mumu_over_omega_realisation_scatter"]),
             "D_mumu_regime": a["D_mumu_regime"],
         }
     )
+    for r, v in zip(result["realisation"].values, result["D_mumu_over_omega_realisation_value"].values):
+        row[f"D_mumu_over_omega_r{int(r)}"] = float(v)
     phases = [str(p) for p in result["phase"].values]
     for i, ph in enumerate(phases):
         row[f"f_{ph}"] = float(result["phase_fraction_total"].values[i])
@@ -1407,8 +1479,8 @@ def summary_row(result: xr.Dataset) -> dict[str, Any]:
             for j, pb in enumerate(phases):
                 row[f"D_{comp}_{pa}_{pb}_cm2_s"] = float(m[i, j])
     for comp in ("par", "perp"):
-        eff = result[f"D_eff_{comp}_plateau"].values
-        bounds = result[f"D_eff_{comp}_plateau_interval"].values
+        eff = result[f"D_eff_{comp}_combined"].values
+        bounds = result[f"D_eff_{comp}_combined_interval"].values
         for i, ph in enumerate(phases):
             row[f"D_eff_{comp}_{ph}_cm2_s"] = float(eff[i])
             row[f"D_eff_{comp}_{ph}_lo_cm2_s"] = float(bounds[i, 0])
