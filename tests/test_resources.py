@@ -50,9 +50,20 @@ def test_runtime_scales_with_particles_duration_threads():
 
 def test_cost_per_step_interpolates_measurements_and_grows_beyond():
     ns = resources.ns_per_particle_step
-    assert ns(128**3) == pytest.approx(resources.NS_PER_PARTICLE_STEP_MEASURED[128**3])
-    assert ns(32**3) < ns(64**3) < ns(128**3) < ns(512**3) < ns(2048**3)
+    table = resources.NS_PER_PARTICLE_STEP_MEASURED
+    assert ns(128**3) == pytest.approx(table[("full", True)][128**3])  # default: full, classes on
+    assert ns(32**3, "full", False) < ns(64**3, "full", False) < ns(128**3, "full", False)
+    assert ns(128**3, "full", False) < ns(512**3, "full", False) < ns(2048**3, "full", False)
     assert ns(8**3) == pytest.approx(ns(32**3))  # below the smallest measurement: flat
+    # the layout and the class recorder enter the runtime model, by their measured ratio
+    cell = 100.0 / 128
+    base = resources.integrate_runtime_min(100, 100, 5.0, 3.0, cell, class_accounting=False)
+    for layout, classes in table:
+        t = resources.integrate_runtime_min(100, 100, 5.0, 3.0, cell, field_layout=layout,
+                                            class_accounting=classes)
+        assert t / base == pytest.approx(ns(128**3, layout, classes) / ns(128**3, "full", False))
+    with pytest.raises(ValueError, match="field_layout"):
+        ns(128**3, "half")
 
 
 def test_require_memory_refuses_impossible_request():

@@ -26,20 +26,34 @@ INTEGRATE_BYTES_PER_CELL = 4 * 4
 FIELD_LAYOUT_BYTES_PER_CELL = {"full": INTEGRATE_BYTES_PER_CELL, "compact": 4 * 2}
 #: fixed overhead of a Python process with numpy, numba, xarray imported [MB]
 PROCESS_OVERHEAD_MB = 400
-#: measured integrator cost [ns per particle-step per core] (benchmarks/bench_integrate.py,
-#: shared 2-core machine): 50-52 at 32^3 (in cache), 53-61 at 128^3, 91-116 at 512^3
-NS_PER_PARTICLE_STEP_MEASURED = {32**3: 52.0, 128**3: 61.0, 512**3: 116.0}
+#: measured integrator cost [ns per particle-step per core] by (field layout, class accounting)
+#: and cells (benchmarks/bench_integrate.py, one thread, best of 3, idle 2-core machine,
+#: 2026-12-03; README "Scaling"). Class accounting (the adiabaticity-class recorder, on by
+#: default) evaluates |grad |B|| at every step and about doubles the cost.
+NS_PER_PARTICLE_STEP_MEASURED = {
+    ("full", False): {32**3: 65.0, 128**3: 78.0, 512**3: 97.0},
+    ("full", True): {32**3: 147.0, 128**3: 154.0, 512**3: 192.0},
+    ("compact", False): {32**3: 78.0, 128**3: 86.0, 512**3: 124.0},
+    ("compact", True): {32**3: 173.0, 128**3: 169.0, 512**3: 229.0},
+}
 
 
-def ns_per_particle_step(n_cells: int) -> float:
+def ns_per_particle_step(n_cells: int, field_layout: str = "full",
+                         class_accounting: bool = True) -> float:
     """Integrator cost [ns per particle-step per core] for a field of ``n_cells``.
 
-    Interpolated in log(cells) between the measured points; beyond 512^3 it grows by the same
-    factor per decade of cells as from 128^3 to 512^3 (DRAM latency not hidden by prefetching),
-    a conservative guess for 2048^3 (about 220 ns) until measured there.
+    Interpolated in log(cells) between the points measured for that layout and class setting
+    (:data:`NS_PER_PARTICLE_STEP_MEASURED`); beyond 512^3 it grows by the same factor per decade
+    of cells as from 128^3 to 512^3 (DRAM latency not hidden by prefetching), a conservative
+    guess for 2048^3 until measured there.
     """
-    cells = np.array(sorted(NS_PER_PARTICLE_STEP_MEASURED), dtype=float)
-    ns = np.array([NS_PER_PARTICLE_STEP_MEASURED[int(c)] for c in cells])
+    key = (field_layout, bool(class_accounting))
+    if key not in NS_PER_PARTICLE_STEP_MEASURED:
+        raise ValueError(f"field_layout must be one of {sorted({k[0] for k in NS_PER_PARTICLE_STEP_MEASURED})}, "
+                         f"got {field_layout!r}")
+    measured = NS_PER_PARTICLE_STEP_MEASURED[key]
+    cells = np.array(sorted(measured), dtype=float)
+    ns = np.array([measured[int(c)] for c in cells])
     x = np.log(max(float(n_cells), 1.0))
     if x <= np.log(cells[-1]):
         return float(np.interp(x, np.log(cells), ns))
@@ -119,11 +133,15 @@ def integrate_runtime_min(
     max_step_cells: float = 0.5,
     charge: int = 1,
     n_cells: int = 128**3,
+    field_layout: str = "full",
+    class_accounting: bool = True,
 ) -> float:
-    """Wall time of one integrate job [min]: particles x steps x cost per step / threads."""
+    """Wall time of one integrate job [min]: particles x steps x cost per step / threads, the
+    cost per step for the run's field layout and class accounting (:func:`ns_per_particle_step`)."""
     r_cells = larmor_radius_pc(energy_pev, b_ref_ug, charge) / cell_pc
     steps = duration_gyroperiods * steps_per_gyroperiod(r_cells, max_rotation_rad, max_step_cells)
-    return n_particles * steps * ns_per_particle_step(n_cells) * 1e-9 / max(threads, 1) / 60.0
+    ns = ns_per_particle_step(n_cells, field_layout, class_accounting)
+    return n_particles * steps * ns * 1e-9 / max(threads, 1) / 60.0
 
 
 def available_memory_mb() -> int | None:

@@ -373,7 +373,9 @@ def integrate_runtime_min(wildcards, threads):
             job["n_particles"], _integrate_duration(job["injection"]), job["energy_pev"],
             _b_ref_ug(wildcards.medium, r["realisation"]), cell, threads=threads,
             max_rotation_rad=it["max_rotation_rad"], max_step_cells=it["max_step_cells"],
-            charge=config["particles"]["charge"], n_cells=cells)
+            charge=config["particles"]["charge"], n_cells=cells,
+            field_layout=it.get("field_layout", "full"),
+            class_accounting=it.get("class_accounting", True))
     return max(10, int(2 * total) + 1)
 
 
