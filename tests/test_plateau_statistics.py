@@ -27,7 +27,7 @@ from particle_batches import (
 
 from cosmicflow import transport as tr
 from cosmicflow.constants import PC_CM
-from cosmicflow.io import InputError
+from cosmicflow.io import InputError, load_netcdf
 
 TILTED = np.array([1.0, 2.0, 2.0]) / 3.0
 FAST = tr.TransportParams(bootstrap_samples=200)
@@ -235,6 +235,8 @@ def test_results_file_round_trip_keeps_the_new_variables(tmp_path):
     disp, _, _ = random_walk(rng, 1000, t, 1e-8, 1e-9, TILTED)
     p = write_batch(make_batch(t, disp, b0hat=TILTED), tmp_path / "b0.h5")
     out = tr.write_transport([p], tmp_path / "res.nc", {"bootstrap_samples": 100})
+    # the fast reader of every downstream stage reads a real result exactly as h5netcdf does
+    xr.testing.assert_identical(load_netcdf(out), xr.load_dataset(out, engine="h5netcdf"))
     with xr.open_dataset(out, engine="h5netcdf") as res:
         assert res.attrs["D_par_regime"] == "diffusive"
         assert res["D_par_window_means"].sizes["window_factor"] == 3

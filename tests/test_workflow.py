@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("fig1_slices", "fig2_phase_histograms", "fig3_gradient_histogram", "fig4_trajectory_3d",
            "fig5_scattering_histograms", "fig6_dmumu_vs_mu0", "fig7_diffusion_vs_energy",
-           "fig8_phase_matrix", "fig9_effective_diffusion")
+           "fig8_phase_matrix", "fig9_effective_diffusion", "fig10_mechanisms", "fig11_field_lines")
 
 
 def _snakemake(tmp_path, *args, timeout=900):
@@ -63,7 +63,7 @@ def test_whole_workflow_on_tiny_config(tmp_path):
     report = _snakemake(tmp_path, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (results / "report.html").read_text(errors="replace")
-    for fig in FIGURES:  # all nine figures, captions without docutils errors
+    for fig in FIGURES:  # all eleven figures, captions without docutils errors
         assert f"{fig}.png" in html, fig
     assert "Undefined substitution" not in html and "System Message" not in html
 

@@ -39,11 +39,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cosmicflow.io import InputError, atomic_output
+from cosmicflow.io import InputError, atomic_output, load_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +205,7 @@ def compare(base: Mapping[str, tuple[float, float, str]], test: Mapping[str, tup
 
 def _read(path: str | os.PathLike) -> xr.Dataset:
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return ds.load()
+        return load_netcdf(path)
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: cannot read a transport result ({err})") from err
 

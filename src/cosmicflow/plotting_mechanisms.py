@@ -105,7 +105,7 @@ def fig10_mechanisms(media: Mapping[str, Mapping[float, xr.Dataset]]) -> plt.Fig
             ax.set_yscale("linear")
             ax.axhline(0.0, color="0.6", lw=0.6)
             ax.set_ylabel(rf"share of $D^{sym}$ (solid), time fraction (dotted)", fontsize=8)
-            ax.set_title(rf"adiabaticity classes $\epsilon = |\nabla B| r_L / B$", fontsize=8)
+            ax.set_title(r"adiabaticity classes $\epsilon = |\nabla B| r_L / B$", fontsize=8)
         else:
             ax.set_title("(no adiabaticity classes: batches without integrate.class_accounting)", fontsize=7)
     axes[0, 1].legend(fontsize=6, frameon=False, ncol=2)

@@ -82,7 +82,7 @@ import xarray as xr
 
 from cosmicflow import mechanisms
 from cosmicflow.constants import PC_CM
-from cosmicflow.io import InputError, atomic_output, provenance_attrs
+from cosmicflow.io import InputError, atomic_output, load_netcdf, provenance_attrs
 from cosmicflow.regime import RegimeThresholds
 
 log = logging.getLogger(__name__)
@@ -1296,7 +1296,6 @@ def analyse_transport(
     omega = float(ds.attrs["omega_ref_rad_s"])
     pos_ds = _positive_times(ds)
     t = pos_ds["time"].values
-    tp = pos_ds["time"]
 
     out = _running_vars(ds, params)
     attrs: dict[str, Any] = {}
@@ -1517,11 +1516,11 @@ def write_summary(results: Iterable[str | os.PathLike], output: str | os.PathLik
     """Write ``transport_summary.csv``: one row per transport result, sorted by medium, injection, E."""
     rows = []
     for path in results:
-        with xr.open_dataset(path, engine="h5netcdf") as res:
-            try:
-                rows.append(summary_row(res.load()))
-            except KeyError as err:
-                raise InputError(f"{path}: not a transport result, missing {err}") from err
+        res = load_netcdf(path)
+        try:
+            rows.append(summary_row(res))
+        except KeyError as err:
+            raise InputError(f"{path}: not a transport result, missing {err}") from err
     if not rows:
         raise ValueError("write_summary: no transport results given")
     table = pd.DataFrame(rows).sort_values(["medium", "injection", "energy_PeV"], kind="stable")

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from cosmicflow.constants import C_CM_S, PC_CM
-from cosmicflow.io import InputError, atomic_output
+from cosmicflow.io import InputError, atomic_output, load_netcdf
 
 __all__ = [
     "mean_bounds",
@@ -484,12 +484,10 @@ def theory_table(isotropic: Mapping[str, Mapping[float, Any]],
 
 def load_by_energy(paths: Sequence[str | os.PathLike]) -> dict[str, dict[float, Any]]:
     """Transport results keyed {medium: {energy [PeV]: Dataset}} from their attributes."""
-    import xarray as xr
-
     out: dict[str, dict[float, Any]] = {}
     for p in paths:
         try:
-            ds = xr.load_dataset(p, engine="h5netcdf")
+            ds = load_netcdf(p)
             key = (str(ds.attrs["medium"]), float(np.squeeze(ds.attrs["energy_PeV"])))
         except (OSError, KeyError, ValueError) as err:
             raise InputError(f"{p}: not a readable transport result ({err})") from err

@@ -5,16 +5,14 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
-from cosmicflow.io import one_line_errors  # noqa: E402
+from cosmicflow.io import load_netcdf, one_line_errors  # noqa: E402
 
 one_line_errors()  # bad input, full disk: one line naming the file
-
-import xarray as xr  # noqa: E402
 
 from cosmicflow.plotting import fig2_phase_histograms, save_figure  # noqa: E402
 
 data = {
-    medium: xr.load_dataset(path, engine="h5netcdf")
+    medium: load_netcdf(path)
     for medium, path in zip(snakemake.params.media, snakemake.input.histograms)  # noqa: F821
 }
 fig = fig2_phase_histograms(
