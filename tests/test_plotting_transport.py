@@ -185,3 +185,19 @@ def test_fig4_shows_a_whole_reflecting_run(tmp_path):
     assert len(whole) == 2  # mu and |B| along the whole run
     assert math.isclose(float(whole[0].get_xdata()[-1]), 200.0)
     fig.savefig(tmp_path / "fig4.png", dpi=80)
+
+
+@pytest.mark.parametrize("name", ["fig7_diffusion_vs_energy", "fig8_phase_matrix", "fig9_effective_diffusion"])
+def test_transport_figures_keep_their_layout(media, name):
+    """Every panel keeps a readable width: an empty flag rug once had a tight bbox at the
+    figure origin and the constrained layout squeezed the panels to slivers (or gave up)."""
+    import warnings
+
+    fig = getattr(pt, name)(media)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="constrained_layout not applied")
+        fig.canvas.draw()
+    width = fig.get_window_extent().width
+    ncols = fig.axes[0].get_subplotspec().get_gridspec().ncols
+    for ax in fig.axes:
+        assert ax.get_window_extent().width > 0.5 * width / ncols, (name, ax.get_title())

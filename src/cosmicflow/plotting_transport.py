@@ -471,10 +471,15 @@ def _flag_overlays(ax, energies, results, color, row: int):
     boxed = np.array([regime_flags(ds)["mfp_box_limited"] for ds in results])
     y = 0.04 + 0.055 * row
     tr = ax.get_xaxis_transform()
-    ax.plot(e[unres], np.full(int(unres.sum()), y), ls="none", marker="x", ms=4, color=color, mew=0.9,
-            transform=tr, gid="flag|rl_unresolved", clip_on=False)
-    ax.plot(e[boxed], np.full(int(boxed.sum()), y), ls="none", marker="o", ms=7, markerfacecolor="none",
-            markeredgecolor=color, mew=0.7, transform=tr, gid="flag|mfp_box_limited", clip_on=False)
+    # an empty unclipped marker line has a tight bbox at the figure origin, which made the
+    # constrained layout squeeze the panels: draw a rug only where some energy is flagged
+    if unres.any():
+        ax.plot(e[unres], np.full(int(unres.sum()), y), ls="none", marker="x", ms=4, color=color,
+                mew=0.9, transform=tr, gid="flag|rl_unresolved", clip_on=False)
+    if boxed.any():
+        ax.plot(e[boxed], np.full(int(boxed.sum()), y), ls="none", marker="o", ms=7,
+                markerfacecolor="none", markeredgecolor=color, mew=0.7, transform=tr,
+                gid="flag|mfp_box_limited", clip_on=False)
 
 
 def _min_decades(ax, decades: float) -> None:

@@ -531,12 +531,14 @@ def overlay_fig7(axes: Sequence[Any], media: Mapping[str, Mapping[float, Any]],
             axes[0].errorbar(q["energy_PeV"], y, yerr=err, fmt="*", ms=7, color="tab:purple",
                              capsize=2, label=rf"QLT $\kappa_\parallel$ ({medium})")
         r = sub.iloc[0]
-        lines.append(rf"{medium}: $\delta_\parallel$={r.delta_par:.2f} [{r.delta_par_lo:.2f},"
-                     rf"{r.delta_par_hi:.2f}], $\delta_\perp$={r.delta_perp:.2f} "
-                     rf"[{r.delta_perp_lo:.2f},{r.delta_perp_hi:.2f}]")
+        lines.append(rf"{medium}: $\delta_\parallel$ = {r.delta_par:.2f} [{r.delta_par_lo:.2f}, "
+                     rf"{r.delta_par_hi:.2f}]")
+        lines.append(rf"    $\delta_\perp$ = {r.delta_perp:.2f} [{r.delta_perp_lo:.2f}, "
+                     rf"{r.delta_perp_hi:.2f}]")
     axes[0].legend(fontsize=5, frameon=False, loc="upper left")
+    # outside the layout: constrained layout would otherwise shrink the axes to fit the text
     axes[1].text(0.02, 0.98, "\n".join(lines), transform=axes[1].transAxes, fontsize=5,
-                 va="top", ha="left")
+                 va="top", ha="left", in_layout=False)
 
 
 def overlay_fig9(axes: Sequence[Any], media: Mapping[str, Mapping[float, Any]]) -> None:
