@@ -50,7 +50,9 @@ def config_sections(energy_pev: float, **integrate_cfg) -> dict:
     cfg = {
         "media": {"e2e": {"source": "snapshot", "path": "unused.h5"}},
         "particles": {"energies_PeV": [energy_pev]},
-        "integrate": {"batches": 1, **integrate_cfg},
+        # no adiabaticity classes: these tests measure transport, and the class recorder
+        # doubles the cost per step (README "Scaling")
+        "integrate": {"batches": 1, "class_accounting": False, **integrate_cfg},
     }
     validate(cfg, SCHEMA)
     return cfg
