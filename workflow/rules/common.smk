@@ -425,3 +425,53 @@ def transport_figures():
     if config["integrate"]["mono"]["energies_PeV"]:
         figs.append("fig6_dmumu_vs_mu0")
     return [f"results/figures/{f}.{ext}" for f in figs for ext in ("png", "pdf")]
+
+
+# ---- convergence report (rules in convergence.smk) ----
+
+from cosmicflow.convergence import VARIANTS, ConvergenceParams
+
+
+def convergence_params():
+    return ConvergenceParams.from_config(config.get("convergence", {}))
+
+
+def convergence_media():
+    """Media of the convergence report: convergence.media, or every configured medium."""
+    p = convergence_params()
+    unknown = [m for m in p.media if m not in MEDIA]
+    if unknown:
+        raise ValueError(f"convergence.media names unknown media {unknown}; configured: {MEDIA}")
+    return list(p.media) or MEDIA
+
+
+def convergence_run_path(medium, energy, variant):
+    return f"results/convergence/{medium}/E{energy_label(energy)}_{variant}.nc"
+
+
+def convergence_runs():
+    """The baseline and every configured test for each (medium, energy) of the report."""
+    p = convergence_params()
+    return [convergence_run_path(m, e, v) for m in convergence_media() for e in p.energies_PeV
+            for v in ("baseline",) + p.tests]
+
+
+def convergence_snapshot(wildcards):
+    if wildcards.variant == "downsample":
+        return f"results/convergence/{wildcards.medium}/snapshot_ds2.h5"
+    return snapshot_path(wildcards.medium)
+
+
+def convergence_particles():
+    return convergence_params().particles_per_energy or config["integrate"]["particles_per_energy"]
+
+
+# ---- mechanisms (rules in mechanisms.smk) ----
+
+def field_lines_path(medium):
+    return f"results/{medium}/field_lines.nc"
+
+
+def mechanism_figures():
+    return [f"results/figures/{f}.{ext}" for f in ("fig10_mechanisms", "fig11_field_lines")
+            for ext in ("png", "pdf")]

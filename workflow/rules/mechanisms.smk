@@ -2,16 +2,6 @@
 # (results/{medium}/field_lines.nc), Fig. 10 (geometry baseline, adiabaticity classes) and
 # Fig. 11 (field-line wandering beside particle D_perp, patch lengths).
 
-
-def field_lines_path(medium):
-    return f"results/{medium}/field_lines.nc"
-
-
-def mechanism_figures():
-    return [f"results/figures/{f}.{ext}" for f in ("fig10_mechanisms", "fig11_field_lines")
-            for ext in ("png", "pdf")]
-
-
 rule field_lines:
     input:
         snapshot=lambda wildcards: snapshot_path(wildcards.medium),
