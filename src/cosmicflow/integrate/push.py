@@ -199,7 +199,10 @@ def _advance(s_start, s_end, nchunks, field, step, scatter, record, parts, rec, 
     the three flat tuples of :class:`Params` (a parallel loop cannot take nested tuples).
     """
     n = parts.pos.shape[0]
-    for ch in prange(nchunks):
+    for chunk in prange(nchunks):
+        # the parallel loop's index is unsigned in one of Numba's two lowerings of this body:
+        # a signed chunk keeps _push_group to one compiled signature (one compile, not two)
+        ch = np.int64(chunk)
         par = Params(step, scatter, record)
         lo, hi = ch * n // nchunks, (ch + 1) * n // nchunks
         lanes = _lanes()
@@ -212,7 +215,8 @@ def _advance(s_start, s_end, nchunks, field, step, scatter, record, parts, rec, 
 def _advance_reference(s_start, s_end, nchunks, field, step, scatter, record, parts, rec, mu_out):
     """:func:`_advance` with :func:`_push_one`: one particle at a time, no prefetching."""
     n = parts.pos.shape[0]
-    for ch in prange(nchunks):
+    for chunk in prange(nchunks):
+        ch = np.int64(chunk)  # one signature of _push_one (see _advance)
         par = Params(step, scatter, record)
         lo, hi = ch * n // nchunks, (ch + 1) * n // nchunks
         _push_one(lo, hi, ch, s_start, s_end, field, par, parts, rec)
