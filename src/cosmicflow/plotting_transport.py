@@ -20,7 +20,6 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection  # noqa: E402
 
 from cosmicflow import twophase  # noqa: E402
 from cosmicflow.fieldlines import trace_field_lines  # noqa: E402
-from cosmicflow.io import load_netcdf  # noqa: E402
 from cosmicflow.snapshot import Snapshot  # noqa: E402
 
 PAGE_WIDTH_IN = 7.0
@@ -78,12 +77,9 @@ def fig5_rows(merged: Mapping[str, Mapping[float, Sequence[xr.Dataset]]]):
 
 
 def load_results(paths: Sequence[str]) -> dict[str, dict[float, xr.Dataset]]:
-    """Transport results keyed {medium: {energy [PeV]: Dataset}} from their attributes."""
-    out: dict[str, dict[float, xr.Dataset]] = {}
-    for p in paths:
-        ds = load_netcdf(p)
-        out.setdefault(str(ds.attrs["medium"]), {})[float(np.squeeze(ds.attrs["energy_PeV"]))] = ds
-    return out
+    """Transport results keyed {medium: {energy [PeV]: Dataset}} from their attributes
+    (:func:`cosmicflow.twophase.load_by_energy`: an unreadable file is an InputError naming it)."""
+    return twophase.load_by_energy(paths)
 
 
 # --------------------------------------------------------------------------------------------

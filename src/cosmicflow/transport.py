@@ -320,7 +320,7 @@ def load_batches(paths: Sequence[str | os.PathLike]) -> xr.Dataset:
         p = str(p)
         try:
             raw = load_netcdf(p)  # ~10x faster than opening with h5netcdf; batches are small
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError) as err:
             raise InputError(f"{p}: cannot open as a particle batch ({err})") from err
         with raw:
             _check_batch(raw, p)
@@ -803,15 +803,20 @@ def combine_realisations(values: np.ndarray, stderr: np.ndarray, params: Transpo
 
 
 def realisation_estimates(per_particle: np.ndarray, realisation: np.ndarray, mask: np.ndarray,
-                          params: TransportParams) -> RealisationEstimate:
+                          params: TransportParams, pooled: WindowEstimate | None = None
+                          ) -> RealisationEstimate:
     """Window estimates per realisation and their combination (:func:`combine_realisations`).
 
     ``per_particle`` (particle, time), ``realisation`` (particle,) integer labels, ``mask`` the
     window. With a single realisation the combined value and interval are those of the
-    particle bootstrap (:func:`window_estimate`).
+    particle bootstrap (:func:`window_estimate`); ``pooled``, that estimate over all particles
+    if the caller has it, is then used instead of being bootstrapped again.
     """
     labels = np.unique(np.asarray(realisation))
-    ests = [window_estimate(per_particle[realisation == r], mask, params) for r in labels]
+    if labels.size == 1 and pooled is not None:
+        ests = [pooled]
+    else:
+        ests = [window_estimate(per_particle[realisation == r], mask, params) for r in labels]
     values = np.array([e.value for e in ests])
     stderr = np.array([e.stderr for e in ests])
     if labels.size == 1:
@@ -1004,7 +1009,7 @@ def _plateau_vars(
     spread, means = window_spread(per_particle, time, params)
     labels = np.unique(realisation)
     if reached:
-        rest = realisation_estimates(per_particle, realisation, mask, params)
+        rest = realisation_estimates(per_particle, realisation, mask, params, pooled=est)
     else:
         rest = RealisationEstimate(labels, np.full(labels.size, nan), np.full(labels.size, nan),
                                    nan, nan, nan, nan, nan)
@@ -1098,15 +1103,16 @@ def _phase_plateau_vars(
     diag = np.einsum("paa->pa", q)
     eff, bounds, _ = _effective_coefficient(diag, f_end, params)
     labels = np.unique(realisation)
-    per_real = [_effective_coefficient(diag[realisation == r], f_end[realisation == r], params)
-                for r in labels]
-    real_eff = np.array([e for e, _, _ in per_real]).reshape(labels.size, eff.size)
-    real_se = np.array([se for _, _, se in per_real]).reshape(labels.size, eff.size)
     if labels.size > 1:
+        per_real = [_effective_coefficient(diag[realisation == r], f_end[realisation == r], params)
+                    for r in labels]
+        real_eff = np.array([e for e, _, _ in per_real])
+        real_se = np.array([se for _, _, se in per_real])
         comb = [combine_realisations(real_eff[:, a], real_se[:, a], params) for a in range(eff.size)]
         comb_eff = np.array([c[0] for c in comb])
         comb_bounds = np.array([[c[1], c[2]] for c in comb])
-    else:
+    else:  # one realisation: its value is the plateau over all particles
+        real_eff = eff[None, :].copy()
         comb_eff, comb_bounds = eff.copy(), bounds.copy()
     mat = q.mean(axis=0)
     if not reached:
@@ -1148,7 +1154,7 @@ def _dmumu_headline_vars(
     per_mu = (mu[:, t_all > 0] - mu[:, :1]) ** 2 / (2 * t * omega)
     mask = _dmumu_window(t, omega, params)
     est = window_estimate(per_mu, mask, params)
-    rest = realisation_estimates(per_mu, realisation, mask, params)
+    rest = realisation_estimates(per_mu, realisation, mask, params, pooled=est)
     gamma = window_exponent(t, mean_sq_dmu, mask)
     variables = {
         "D_mumu_over_omega_realisation_value": _var(
