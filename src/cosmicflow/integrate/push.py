@@ -1,14 +1,18 @@
-"""Pushing many particles: lanes in lock-step, prefetched look-ups, chunks over threads.
+"""Pushing many particles: lanes of particles in vectorised passes, chunks over threads.
 
 :func:`_advance` splits the particles into fixed contiguous chunks (one set of histograms
 each, so no two threads write the same memory and results do not depend on the thread
-count); each thread pushes LANES particles of its chunk in lock-step (:func:`_push_group`):
-a first pass computes every lane's field-evaluation point and prefetches its 8 corner cells,
-a second blends, rotates, drifts, scatters and records. A single particle is bound by memory
-latency (the next load address depends on the last rotation); requesting the lines of
-several independent particles back to back overlaps those misses. Each particle's arithmetic
-is what it would be alone, so results do not depend on grouping: :func:`_advance_reference`
-pushes one particle at a time with the same step and recorders (the benchmark's reference).
+count); each thread pushes its chunk LANES particles at a time (:func:`_push_lanes`). The
+lanes' state lives in a small scratch array, one row per quantity, so the arithmetic of a
+step (step length, midpoint and look-up weights, |B| and the Boris kick, the drift) runs as
+loops over the lanes that LLVM vectorises (AVX2: 4 lanes per instruction); what cannot be
+vectorised runs per lane: the field look-up (itself 4-wide, B and T of a cell in one vector,
+:func:`~cosmicflow.integrate.field.blend4`), scattering, recorders. The next step's corner
+cells are prefetched as soon as the drift is done, so the misses of all lanes overlap with
+the recorders' work. A lane whose particle reaches the output time takes the next particle of
+the chunk, so lanes stay busy. Each particle's arithmetic is what it would be alone, so
+results do not depend on lanes or grouping: :func:`_advance_reference` pushes one particle at
+a time with the same step and recorders (the benchmark's reference, and the test's).
 """
 
 from __future__ import annotations
@@ -20,8 +24,24 @@ import numpy as np
 from numba import njit, prange
 
 from cosmicflow._numba import JIT_INLINE, JIT_PARALLEL, JIT_UNCOUNTED
-from cosmicflow.integrate.field import b_at, blend, cell_offset, lookup, phase_at, prefetch_corners
-from cosmicflow.integrate.recorders import RecordParams, StepEvent, record_step
+from cosmicflow.integrate.field import (
+    b_at,
+    blend,
+    cell_offset,
+    blend4,
+    lookup,
+    lookup_f,
+    phase_at,
+    prefetch_corners,
+)
+from cosmicflow.integrate.recorders import (
+    RecordParams,
+    StepEvent,
+    record_every_step,
+    record_sampled,
+    record_step,
+    sample_due,
+)
 from cosmicflow.integrate.step import (
     ScatterRates,
     StepParams,
@@ -33,7 +53,7 @@ from cosmicflow.integrate.step import (
     wrap,
 )
 
-#: particles pushed in lock-step by one thread (see _push_group)
+#: particles in flight per thread (:func:`_push_lanes`): two AVX2 vectors of float64
 LANES = 8
 
 
@@ -97,74 +117,217 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     return sl
 
 
-class Lanes(NamedTuple):
-    """Per-lane scratch of :func:`_push_group` (LANES long; allocated once per chunk by the
-    caller, since the pushing loops allocate nothing, see :data:`~cosmicflow._numba.JIT_UNCOUNTED`).
-
-    base : look-up offset; tcell : midpoint cell offset; wts : (LANES, 3) look-up weights;
-    hs : step path [pc]; s : path reached [pc]; last : the step lands on s_end; done.
-    """
-
-    base: np.ndarray
-    tcell: np.ndarray
-    wts: np.ndarray
-    hs: np.ndarray
-    s: np.ndarray
-    last: np.ndarray
-    done: np.ndarray
+# Rows of the per-thread lane scratch: value ``row`` of lane l is ``lf[row * LANES + l]``
+# (``li`` for integers). Module-level ints are compile-time constants to Numba, so every
+# lane loop below indexes one array at constant offsets: LLVM proves the rows disjoint and
+# vectorises the loops across lanes without run-time alias checks.
+(_CX, _CY, _CZ, _NX, _NY, _NZ, _PX, _PY, _PZ, _BPREV, _S, _H, _LAST, _OF, _TCF,
+ _WX, _WY, _WZ, _BX, _BY, _BZ, _BM, _KX, _KY, _KZ, _DX, _DY, _DZ) = range(28)
+N_LANE_F = 28
+_P, _O, _PHASE = range(3)  # particle (-1: idle lane), look-up offset, midpoint cell's phase
+N_LANE_I = 3
 
 
 @njit(**JIT_INLINE)
-def _lanes():
-    return Lanes(np.empty(LANES, dtype=np.int64), np.empty(LANES, dtype=np.int64),
-                 np.empty((LANES, 3)), np.empty(LANES), np.empty(LANES),
-                 np.zeros(LANES, dtype=np.bool_), np.zeros(LANES, dtype=np.bool_))
+def _r(row, lane):
+    return row * LANES + lane
+
+
+@njit(**JIT_INLINE)
+def _take(lf, li, lane, p, s_start, parts):
+    """Load particle p into a lane."""
+    li[_r(_P, lane)] = p
+    for k in range(3):
+        lf[_r(_CX + k, lane)] = parts.cell[p, k]
+        lf[_r(_NX + k, lane)] = parts.dirn[p, k]
+        lf[_r(_PX + k, lane)] = parts.pos[p, k]
+    lf[_r(_BPREV, lane)] = parts.bprev[p]
+    lf[_r(_S, lane)] = s_start
+
+
+@njit(**JIT_INLINE)
+def _give_back(lf, lane, p, parts):
+    """Store a lane's particle state back into particle p."""
+    for k in range(3):
+        parts.cell[p, k] = lf[_r(_CX + k, lane)]
+        parts.dirn[p, k] = lf[_r(_NX + k, lane)]
+        parts.pos[p, k] = lf[_r(_PX + k, lane)]
+    parts.bprev[p] = lf[_r(_BPREV, lane)]
+
+
+@njit(**JIT_INLINE)
+def _lanes_midpoint(lf, s_end, field, sp):
+    """Every lane: step length h, whether it lands on s_end, the midpoint x_{n+½} and its
+    look-up (branch-free arithmetic over the lanes, vectorised; idle lanes compute on stale
+    values, never read)."""
+    g1 = np.float64(field.gdim[1])
+    g2 = np.float64(field.gdim[2])
+    for lane in range(LANES):
+        h, last = step_length(lf[_r(_BPREV, lane)], lf[_r(_S, lane)], s_end, sp)
+        lf[_r(_H, lane)] = h
+        lf[_r(_LAST, lane)] = 1.0 if last else 0.0
+        mx, my, mz = half_drift(lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)],
+                                lf[_r(_NX, lane)], lf[_r(_NY, lane)], lf[_r(_NZ, lane)],
+                                0.5 * h, sp)
+        (lf[_r(_OF, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)],
+         lf[_r(_TCF, lane)]) = lookup_f(g1, g2, mx, my, mz)
+
+
+@njit(**JIT_INLINE)
+def _lanes_field(lf, li, field, sp):
+    """Busy lanes: B at x_{n+½} (one 4-wide blend per lane, :func:`~.field.blend4`) and the
+    midpoint cell's phase."""
+    for lane in range(LANES):
+        if li[_r(_P, lane)] < 0:
+            continue
+        o = np.int64(lf[_r(_OF, lane)])
+        li[_r(_O, lane)] = o
+        fx, fy, fz, _ = blend4(field, o, lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)])
+        lf[_r(_BX, lane)] = fx
+        lf[_r(_BY, lane)] = fy
+        lf[_r(_BZ, lane)] = fz
+        li[_r(_PHASE, lane)] = phase_at(field, np.int64(lf[_r(_TCF, lane)]), sp.t1, sp.t2)
+
+
+@njit(**JIT_INLINE)
+def _lanes_kick(lf, sp):
+    """Every lane: |B| and the Boris kick (vectorised)."""
+    for lane in range(LANES):
+        fx, fy, fz = lf[_r(_BX, lane)], lf[_r(_BY, lane)], lf[_r(_BZ, lane)]
+        lf[_r(_BM, lane)] = math.sqrt(fx * fx + fy * fy + fz * fz)
+        kx, ky, kz = kick(lf[_r(_NX, lane)], lf[_r(_NY, lane)], lf[_r(_NZ, lane)], fx, fy, fz,
+                          0.5 * lf[_r(_H, lane)], sp)
+        lf[_r(_KX, lane)] = kx
+        lf[_r(_KY, lane)] = ky
+        lf[_r(_KZ, lane)] = kz
+
+
+@njit(**JIT_INLINE)
+def _lanes_scatter(lf, li, rates, parts):
+    """Busy lanes: the scattering slot (each particle's own random stream)."""
+    for lane in range(LANES):
+        p = li[_r(_P, lane)]
+        if p < 0:
+            continue
+        nu = scattering_rate(rates, li[_r(_PHASE, lane)], lf[_r(_BM, lane)])
+        if nu > 0.0:
+            (lf[_r(_KX, lane)], lf[_r(_KY, lane)], lf[_r(_KZ, lane)],
+             parts.rng[p]) = scatter(lf[_r(_KX, lane)], lf[_r(_KY, lane)], lf[_r(_KZ, lane)],
+                                     parts.rng[p], nu, lf[_r(_H, lane)])
+
+
+@njit(**JIT_INLINE)
+def _lanes_drift(lf, s_end, field, sp):
+    """Every lane: the second half drift with the new direction (vectorised)."""
+    g1 = np.float64(field.gdim[1])
+    g2 = np.float64(field.gdim[2])
+    for lane in range(LANES):
+        h = lf[_r(_H, lane)]
+        half = 0.5 * h
+        ox, oy, oz = lf[_r(_NX, lane)], lf[_r(_NY, lane)], lf[_r(_NZ, lane)]
+        kx, ky, kz = lf[_r(_KX, lane)], lf[_r(_KY, lane)], lf[_r(_KZ, lane)]
+        dx, dy, dz = half * (ox + kx), half * (oy + ky), half * (oz + kz)
+        lf[_r(_DX, lane)] = dx
+        lf[_r(_DY, lane)] = dy
+        lf[_r(_DZ, lane)] = dz
+        lf[_r(_PX, lane)] += dx
+        lf[_r(_PY, lane)] += dy
+        lf[_r(_PZ, lane)] += dz
+        lf[_r(_CX, lane)] = wrap(lf[_r(_CX, lane)] + dx * sp.inv_dx, sp.nx)
+        lf[_r(_CY, lane)] = wrap(lf[_r(_CY, lane)] + dy * sp.inv_dy, sp.ny)
+        lf[_r(_CZ, lane)] = wrap(lf[_r(_CZ, lane)] + dz * sp.inv_dz, sp.nz)
+        lf[_r(_NX, lane)] = kx
+        lf[_r(_NY, lane)] = ky
+        lf[_r(_NZ, lane)] = kz
+        lf[_r(_BPREV, lane)] = lf[_r(_BM, lane)]
+        s = s_end if lf[_r(_LAST, lane)] != 0.0 else lf[_r(_S, lane)] + h
+        lf[_r(_S, lane)] = s
+        # the next step's look-up if it has this step's length (its midpoint is then off by a
+        # fraction of a cell at most): requested before the recorders run, it arrives while
+        # they do; a prefetch just before the look-up left most of a miss to wait for
+        qx, qy, qz = half_drift(lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)], kx, ky,
+                                kz, half, sp)
+        lf[_r(_OF, lane)] = lookup_f(g1, g2, qx, qy, qz)[0]
+
+
+@njit(**JIT_INLINE)
+def _lanes_prefetch(lf, li, field):
+    """Busy lanes: request the corner cells of the look-up offset in row _OF."""
+    for lane in range(LANES):
+        if li[_r(_P, lane)] >= 0:
+            prefetch_corners(field, np.int64(lf[_r(_OF, lane)]))
+
+
+@njit(**JIT_INLINE)
+def _lane_event(lf, li, lane, p, chunk):
+    """The :class:`~.recorders.StepEvent` of a lane's step just taken."""
+    h = lf[_r(_H, lane)]
+    s = lf[_r(_S, lane)]
+    return StepEvent(
+        p, chunk, h, s - 0.5 * h, s, lf[_r(_DX, lane)], lf[_r(_DY, lane)], lf[_r(_DZ, lane)],
+        lf[_r(_BX, lane)], lf[_r(_BY, lane)], lf[_r(_BZ, lane)], lf[_r(_BM, lane)],
+        li[_r(_PHASE, lane)], li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)],
+        lf[_r(_WZ, lane)], lf[_r(_PX, lane)], lf[_r(_PY, lane)], lf[_r(_PZ, lane)],
+        lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)], lf[_r(_NX, lane)],
+        lf[_r(_NY, lane)], lf[_r(_NZ, lane)])
 
 
 @njit(**JIT_UNCOUNTED)
-def _push_group(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lanes):
-    """Advance particles lo..hi-1 (at most LANES) from path s_start to exactly s_end [pc].
+def _push_lanes(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lf, li):
+    """Advance particles lo..hi-1 from path s_start to exactly s_end [pc], LANES at a time.
 
-    Pass 1 per round: each lane's step length and field-evaluation point x_{n+½}, and a
-    prefetch of its 8 corner cells; pass 2: :func:`_finish_step` per lane.
+    Each lane holds one particle until it reaches s_end, then takes the next particle of the
+    range, so lanes stay busy. A round is a step of every busy lane, in passes over the
+    lanes: midpoint and look-up weights (vectorised), field and phase (per lane, 4-wide),
+    kick (vectorised), scattering (per lane), drift (vectorised), prefetch of the next
+    look-up, then recorders and hand-over (per lane). Each particle's arithmetic is that of
+    :func:`_push_one`, bit for bit (``tests/test_integrate.py``).
     """
     sp = par.step
-    k = hi - lo
-    base, tcell, wts, hs, s, last, done = lanes
-    for lane in range(k):
-        s[lane] = s_start
-        last[lane] = False
-        done[lane] = False
-    active = k if s_start < s_end else 0
-    c, d = parts.cell, parts.dirn
-    while active > 0:
-        for lane in range(k):
-            if done[lane]:
+    if not s_start < s_end:
+        return
+    nxt = lo
+    busy = 0
+    for lane in range(LANES):
+        if nxt < hi:
+            _take(lf, li, lane, nxt, s_start, parts)
+            nxt += 1
+            busy += 1
+        else:
+            li[_r(_P, lane)] = -1
+    while busy > 0:
+        _lanes_midpoint(lf, s_end, field, sp)
+        _lanes_field(lf, li, field, sp)
+        _lanes_kick(lf, sp)
+        if par.scatter.on:
+            _lanes_scatter(lf, li, par.scatter, parts)
+        _lanes_drift(lf, s_end, field, sp)
+        _lanes_prefetch(lf, li, field)
+        for lane in range(LANES):
+            p = li[_r(_P, lane)]
+            if p < 0:
                 continue
-            p = lo + lane
-            h, last[lane] = step_length(parts.bprev[p], s[lane], s_end, sp)
-            hs[lane] = h
-            mx, my, mz = half_drift(c[p, 0], c[p, 1], c[p, 2], d[p, 0], d[p, 1], d[p, 2],
-                                    0.5 * h, sp)
-            o, wts[lane, 0], wts[lane, 1], wts[lane, 2] = lookup(field.gdim, mx, my, mz)
-            base[lane] = o
-            tcell[lane] = cell_offset(field.gdim, mx, my, mz)
-            prefetch_corners(field, o)
-        for lane in range(k):
-            if done[lane]:
-                continue
-            s[lane] = _finish_step(lo + lane, chunk, hs[lane], last[lane], s[lane], s_end,
-                                   base[lane], wts[lane, 0], wts[lane, 1], wts[lane, 2],
-                                   tcell[lane], field, par, parts, rec)
-            if last[lane]:
-                done[lane] = True
-                active -= 1
+            # the recorders of every step see the fields they use; the full event (26 values)
+            # is built only for a sampled step: built every step, its loads were hoisted and
+            # spilled (~6 ns a step at 32^3)
+            record_every_step(rec, par.record, sp, field, _lane_event(lf, li, lane, p, chunk))
+            if sample_due(rec, p, lf[_r(_S, lane)]):
+                record_sampled(rec, par.record, sp, field, _lane_event(lf, li, lane, p, chunk))
+            parts.steps[p] += 1
+            if lf[_r(_LAST, lane)] != 0.0:
+                _give_back(lf, lane, p, parts)
+                if nxt < hi:
+                    _take(lf, li, lane, nxt, s_start, parts)
+                    nxt += 1
+                else:
+                    li[_r(_P, lane)] = -1
+                    busy -= 1
 
 
 @njit(**JIT_UNCOUNTED)
 def _push_one(lo, hi, chunk, s_start, s_end, field, par, parts, rec):
     """Advance particles lo..hi-1 one at a time from s_start to s_end [pc]: the same step as
-    :func:`_push_group`, without lanes or prefetching (the benchmark's reference kernel)."""
+    :func:`_push_lanes`, without lanes or prefetching (the benchmark's reference kernel)."""
     sp = par.step
     c, d = parts.cell, parts.dirn
     for p in range(lo, hi):
@@ -201,13 +364,13 @@ def _advance(s_start, s_end, nchunks, field, step, scatter, record, parts, rec, 
     n = parts.pos.shape[0]
     for chunk in prange(nchunks):
         # the parallel loop's index is unsigned in one of Numba's two lowerings of this body:
-        # a signed chunk keeps _push_group to one compiled signature (one compile, not two)
+        # a signed chunk keeps _push_lanes to one compiled signature (one compile, not two)
         ch = np.int64(chunk)
         par = Params(step, scatter, record)
         lo, hi = ch * n // nchunks, (ch + 1) * n // nchunks
-        lanes = _lanes()
-        for g in range(lo, hi, LANES):
-            _push_group(g, min(g + LANES, hi), ch, s_start, s_end, field, par, parts, rec, lanes)
+        lf = np.zeros(N_LANE_F * LANES)
+        li = np.zeros(N_LANE_I * LANES, dtype=np.int64)
+        _push_lanes(lo, hi, ch, s_start, s_end, field, par, parts, rec, lf, li)
         _mu_at_end(lo, hi, field, parts, mu_out)
 
 
@@ -248,4 +411,4 @@ def _stamp_with_dependencies(*dispatchers) -> None:
             cache_file._source_stamp = (cache_file._source_stamp, digest.hexdigest())
 
 
-_stamp_with_dependencies(_push_group, _push_one, _advance, _advance_reference)
+_stamp_with_dependencies(_push_lanes, _push_one, _advance, _advance_reference)

@@ -279,13 +279,33 @@ def _class_step(rec, rp, sp, field, ev):
 
 
 @njit(**JIT_INLINE)
-def record_step(rec, rp, sp, field, ev):
-    """Hand one step (:class:`StepEvent`) to every recorder."""
+def record_every_step(rec, rp, sp, field, ev):
+    """The recorders that see every step (phase and class accounting)."""
     _phase_step(rec, ev)
-    _stats_step(rec, rp, sp, field, ev)
-    _trajectory_step(rec, rp, field, ev)
     if rp.class_on:
         _class_step(rec, rp, sp, field, ev)
+
+
+@njit(**JIT_INLINE)
+def sample_due(rec, p, s_end):
+    """Whether a sampling recorder (statistics, trajectories) takes particle p's step that
+    ends at path s_end [pc]: the pusher builds the full event only then."""
+    return s_end >= rec.stat_next[p] or (p < rec.traj_next.shape[0] and s_end >= rec.traj_next[p])
+
+
+@njit(**JIT_INLINE)
+def record_sampled(rec, rp, sp, field, ev):
+    """The sampling recorders (each checks its own cadence)."""
+    _stats_step(rec, rp, sp, field, ev)
+    _trajectory_step(rec, rp, field, ev)
+
+
+@njit(**JIT_INLINE)
+def record_step(rec, rp, sp, field, ev):
+    """Hand one step (:class:`StepEvent`) to every recorder."""
+    record_every_step(rec, rp, sp, field, ev)
+    if sample_due(rec, ev.p, ev.s_end):
+        record_sampled(rec, rp, sp, field, ev)
 
 
 # --------------------------------------------------------------------------------------------
