@@ -494,20 +494,31 @@ def test_lane_kernel_equals_one_particle_at_a_time(multiphase_run, layout, monke
 
 
 @pytest.mark.parametrize("layout", ["full", "compact"])
-def test_vector_blend_equals_scalar_blend(layout):
-    # blend4 (one 4-wide pass, an LLVM intrinsic) against blend (scalar, per value), bit for bit
+def test_vector_lookups_equal_scalar_lookups(layout):
+    # blend4 and corner_bmag (4-wide LLVM intrinsics) against blend and |B| computed per value
+    # and per corner, bit for bit
     from numba import njit
 
-    from cosmicflow.integrate.field import blend, blend4, lookup
+    from cosmicflow.integrate.field import _load, blend, blend4, corner_bmag, lookup, strides
 
     @njit
     def both(field, cells):
-        out = np.empty((cells.shape[0], 2, 4))
+        # per point: the vector blend and |B| at the 8 corners (4 per vector), then the
+        # scalar blend per value and the scalar sqrt((bx^2 + by^2) + bz^2) per corner
+        out = np.empty((cells.shape[0], 2, 12))
+        d, sc = field.data, field.scale_b
+        sk, sj, si = strides(field.gdim)
         for p in range(cells.shape[0]):
             o, wx, wy, wz = lookup(field.gdim, cells[p, 0], cells[p, 1], cells[p, 2])
-            out[p, 0, :] = blend4(field, o, wx, wy, wz)
+            out[p, 0, :4] = blend4(field, o, wx, wy, wz)
+            out[p, 0, 4:] = corner_bmag(field, o)
             for v in range(4):
                 out[p, 1, v] = blend(field, o, wx, wy, wz, v)
+            for k, c in enumerate((0, sk, sj, sj + sk, si, si + sk, si + sj, si + sj + sk)):
+                ax = np.float64(_load(d, o + c, sc))
+                ay = np.float64(_load(d, o + c + 1, sc))
+                az = np.float64(_load(d, o + c + 2, sc))
+                out[p, 1, 4 + k] = np.sqrt(ax * ax + ay * ay + az * az)
         return out
 
     rng = np.random.default_rng(43)
@@ -520,6 +531,33 @@ def test_vector_blend_equals_scalar_blend(layout):
     got = both(ci.field_view(grid, *scales), cells)
     assert np.all(np.isfinite(got))
     np.testing.assert_array_equal(got[:, 0], got[:, 1])
+
+
+def test_log_bin_equals_floor_of_log10_at_and_beside_every_edge():
+    # the fast log10 of the histogram binning must never move a value to another bin than
+    # floor((log10 v - lo) per_decade): random values, every edge and its neighbouring floats,
+    # and the values outside the normal range (0, negative, inf, nan, subnormal)
+    from numba import njit
+
+    from cosmicflow.integrate.recorders import HISTS, log_bin
+
+    @njit
+    def bins(v, spec, out):
+        for i in range(v.size):
+            out[i] = log_bin(v[i], spec)
+
+    spec = HISTS.eps
+    edges = 10 ** (spec.lo + np.arange(-20, spec.nbins + 20) / spec.per_decade)
+    v = np.concatenate([10 ** np.random.default_rng(5).uniform(-9, 7, 200_000), edges,
+                        np.nextafter(edges, 0), np.nextafter(edges, np.inf),
+                        [0.0, -1.0, np.inf, np.nan, 1e-310, 5e-324, 1e300, 1e-300]])
+    got = np.empty(v.size, np.int64)
+    bins(v, spec, got)
+    with np.errstate(all="ignore"):
+        b = np.floor((np.log10(v) - spec.lo) * spec.per_decade)
+    want = np.where(~(b >= 0) | (v <= 0), 0, np.minimum(np.nan_to_num(b, posinf=1e9),
+                                                          spec.nbins - 1)).astype(np.int64)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_settings_from_validated_config():

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL, prefetch
@@ -262,74 +263,122 @@ def blend(field, o, wx, wy, wz, v):
                      _load(d, o + si + sj, sc), _load(d, o + si + sj + sk, sc), wx, wy, wz)
 
 
+def _cell_vector(builder, ary, off, compact, scales):
+    """LLVM IR: the 4 stored values of the cell at flat offset ``off`` as <4 x double> (B [µG],
+    T [K]): one vector load, decoded as :func:`_load` / :func:`_load_t` decode each value
+    (compact: the half-float bit shuffle of :func:`half_to_float32`, T's phase bits masked,
+    times ``scales`` = <sb, sb, sb, st>), widened to float64."""
+    f64x4 = ir.VectorType(ir.DoubleType(), 4)
+    ptr = builder.gep(ary.data, [off])
+    if not compact:
+        vty = ir.VectorType(ir.FloatType(), 4)
+        return builder.fpext(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=4), f64x4)
+    i32x4 = ir.VectorType(ir.IntType(32), 4)
+    h = builder.load(builder.bitcast(ptr, ir.VectorType(ir.IntType(16), 4).as_pointer()), align=2)
+    x = builder.zext(h, i32x4)
+    mag = builder.shl(builder.and_(x, ir.Constant(i32x4, [0x7FFF, 0x7FFF, 0x7FFF, 0x7FFC])),
+                      ir.Constant(i32x4, [13] * 4))
+    sgn = builder.shl(builder.and_(x, ir.Constant(i32x4, [0x8000] * 4)), ir.Constant(i32x4, [16] * 4))
+    f = builder.bitcast(builder.or_(mag, sgn), ir.VectorType(ir.FloatType(), 4))
+    return builder.fmul(builder.fpext(f, f64x4), scales)
+
+
+def _corner_vectors(context, builder, signature, args):
+    """LLVM IR shared by the look-up intrinsics: the 8 corner cells (order of
+    :func:`trilinear`) as <4 x double> for arguments (data, o, sk, sj, si, ..., scales)."""
+    aryty = signature.args[0]
+    compact = aryty.dtype == types.uint16
+    ary = context.make_array(aryty)(context, builder, args[0])
+    i64 = ir.IntType(64)
+    o, sk, sj, si = (context.cast(builder, a, t, types.int64)
+                     for a, t in zip(args[1:5], signature.args[1:5]))
+    scv = None
+    if compact:
+        sc_ty = signature.args[-1]
+        sb, st = (context.cast(builder, builder.extract_value(args[-1], k), sc_ty[k],
+                               types.float64) for k in range(2))
+        scv = ir.Constant(ir.VectorType(ir.DoubleType(), 4), ir.Undefined)
+        for k, x in enumerate((sb, sb, sb, st)):
+            scv = builder.insert_element(scv, x, i64(k))
+    add = builder.add
+    offs = (o, add(o, sk), add(o, sj), add(add(o, sj), sk), add(o, si), add(add(o, si), sk),
+            add(add(o, si), sj), add(add(add(o, si), sj), sk))
+    return [_cell_vector(builder, ary, x, compact, scv) for x in offs]
+
+
+def _field_data_ok(data):
+    return (isinstance(data, types.Array) and data.ndim == 1
+            and data.dtype in (types.float32, types.uint16))
+
+
 @intrinsic
 def _blend4(typingctx, data, o, sk, sj, si, wx, wy, wz, scales):
     """(Bx, By, Bz [µG], T [K]) blended from the 8 corner cells at flat offset o, as 4-wide
-    vector arithmetic: a cell's 4 adjacent stored values are one vector load, decoded (compact
-    layout: the half-float bit shuffle of :func:`half_to_float32` times ``scales``, T's phase
-    bits masked as :func:`_load_t` does), widened to float64 and blended as :func:`trilinear`
-    does, lane by lane: each lane is the scalar blend of that value bit for bit (IEEE ops, no
-    contraction), computed once for all four. strides (sk, sj, si) as :func:`strides`."""
-    if not (isinstance(data, types.Array) and data.ndim == 1
-            and data.dtype in (types.float32, types.uint16)):
+    vector arithmetic: a cell's 4 adjacent values are one vector (:func:`_cell_vector`),
+    blended as :func:`trilinear` does, lane by lane: each lane is the scalar blend of that
+    value bit for bit (IEEE ops, no contraction), computed once for all four. strides
+    (sk, sj, si) as :func:`strides`; scales = (scale_b, scale_t)."""
+    if not _field_data_ok(data):
         return None
-    compact = data.dtype == types.uint16
     sig = types.UniTuple(types.float64, 4)(data, o, sk, sj, si, wx, wy, wz, scales)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
         i64, f64 = ir.IntType(64), ir.DoubleType()
         v4d = ir.VectorType(f64, 4)
-        o_, sk_, sj_, si_ = (context.cast(builder, a, t, types.int64)
-                             for a, t in zip(args[1:5], signature.args[1:5]))
         w = [context.cast(builder, a, t, types.float64)
              for a, t in zip(args[5:8], signature.args[5:8])]
-        scv = None
-        if compact:
-            sb, st = (context.cast(builder, builder.extract_value(args[8], k),
-                                   signature.args[8][k], types.float64) for k in range(2))
-            scv = ir.Constant(v4d, ir.Undefined)
-            for k, x in enumerate((sb, sb, sb, st)):
-                scv = builder.insert_element(scv, x, i64(k))
 
         def splat(x):
             v = builder.insert_element(ir.Constant(v4d, ir.Undefined), x, i64(0))
             return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), 4),
                                                             [0, 0, 0, 0]))
 
-        def cell(off):
-            ptr = builder.gep(ary.data, [off])
-            if not compact:
-                vty = ir.VectorType(ir.FloatType(), 4)
-                v = builder.load(builder.bitcast(ptr, vty.as_pointer()), align=4)
-                return builder.fpext(v, v4d)
-            v4i = ir.VectorType(ir.IntType(32), 4)
-            h = builder.load(builder.bitcast(ptr, ir.VectorType(ir.IntType(16), 4).as_pointer()),
-                             align=2)
-            x = builder.zext(h, v4i)
-            mag = builder.shl(builder.and_(x, ir.Constant(v4i, [0x7FFF, 0x7FFF, 0x7FFF, 0x7FFC])),
-                              ir.Constant(v4i, [13] * 4))
-            sgn = builder.shl(builder.and_(x, ir.Constant(v4i, [0x8000] * 4)),
-                              ir.Constant(v4i, [16] * 4))
-            f = builder.bitcast(builder.or_(mag, sgn), ir.VectorType(ir.FloatType(), 4))
-            return builder.fmul(builder.fpext(f, v4d), scv)
-
-        one = f64(1.0)
-        us = [splat(builder.fsub(one, x)) for x in w]
+        us = [splat(builder.fsub(f64(1.0), x)) for x in w]
         ws = [splat(x) for x in w]
 
         def lerp(a, b, axis):
             return builder.fadd(builder.fmul(a, us[axis]), builder.fmul(b, ws[axis]))
 
-        add = builder.add
-        c = [cell(x) for x in (o_, add(o_, sk_), add(o_, sj_), add(add(o_, sj_), sk_),
-                               add(o_, si_), add(add(o_, si_), sk_), add(add(o_, si_), sj_),
-                               add(add(add(o_, si_), sj_), sk_))]
+        c = _corner_vectors(context, builder, signature, args)
         c00, c01, c10, c11 = (lerp(c[2 * k], c[2 * k + 1], 2) for k in range(4))
         r = lerp(lerp(c00, c01, 1), lerp(c10, c11, 1), 0)
         return context.make_tuple(builder, signature.return_type,
                                   [builder.extract_element(r, i64(k)) for k in range(4)])
+
+    return sig, codegen
+
+
+@intrinsic
+def _corner_bmag(typingctx, data, o, sk, sj, si, scales):
+    """|B| [µG] at the 8 corner cells at flat offset o (order of :func:`trilinear`), 4 corners
+    per vector: each lane is sqrt((bx² + by²) + bz²) of one corner, the scalar expression bit
+    for bit, with 2 vector square roots instead of 8 scalar ones."""
+    if not _field_data_ok(data):
+        return None
+    sig = types.UniTuple(types.float64, 8)(data, o, sk, sj, si, scales)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        v4d = ir.VectorType(ir.DoubleType(), 4)
+        sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v4d, [v4d]),
+                                              "llvm.sqrt.v4f64")
+        sq = [builder.fmul(v, v) for v in _corner_vectors(context, builder, signature, args)]
+
+        def mask(*k):
+            return ir.Constant(ir.VectorType(ir.IntType(32), 4), list(k))
+
+        out = []
+        for g in (0, 4):  # corners g..g+3: transpose their (x², y², z², T²) rows
+            a01 = builder.shuffle_vector(sq[g], sq[g + 1], mask(0, 4, 1, 5))  # x0 x1 y0 y1
+            b01 = builder.shuffle_vector(sq[g], sq[g + 1], mask(2, 6, 3, 7))  # z0 z1 . .
+            a23 = builder.shuffle_vector(sq[g + 2], sq[g + 3], mask(0, 4, 1, 5))
+            b23 = builder.shuffle_vector(sq[g + 2], sq[g + 3], mask(2, 6, 3, 7))
+            x2 = builder.shuffle_vector(a01, a23, mask(0, 1, 4, 5))
+            y2 = builder.shuffle_vector(a01, a23, mask(2, 3, 6, 7))
+            z2 = builder.shuffle_vector(b01, b23, mask(0, 1, 4, 5))
+            m = builder.call(sqrt, [builder.fadd(builder.fadd(x2, y2), z2)])
+            out += [builder.extract_element(m, i64(k)) for k in range(4)]
+        return context.make_tuple(builder, signature.return_type, out)
 
     return sig, codegen
 
@@ -364,23 +413,11 @@ def phase_at(field, o, t1, t2):
 
 
 @njit(**JIT_INLINE)
-def _bmag_at(d, o, sc):
-    ax = np.float64(_load(d, o, sc))
-    ay = np.float64(_load(d, o + 1, sc))
-    az = np.float64(_load(d, o + 2, sc))
-    return math.sqrt(ax * ax + ay * ay + az * az)
-
-
-@njit(**JIT_INLINE)
 def corner_bmag(field, o):
     """|B| [µG] at the 8 corner cells of lower-corner offset o, as a tuple in the order of
-    :func:`grad_bmag`."""
-    d = field.data
+    :func:`grad_bmag` (4 corners per vector, :func:`_corner_bmag`)."""
     sk, sj, si = strides(field.gdim)
-    sc = field.scale_b
-    return (_bmag_at(d, o, sc), _bmag_at(d, o + sk, sc), _bmag_at(d, o + sj, sc),
-            _bmag_at(d, o + sj + sk, sc), _bmag_at(d, o + si, sc), _bmag_at(d, o + si + sk, sc),
-            _bmag_at(d, o + si + sj, sc), _bmag_at(d, o + si + sj + sk, sc))
+    return _corner_bmag(field.data, o, sk, sj, si, (field.scale_b, field.scale_t))
 
 
 @njit(**JIT_INLINE)
