@@ -27,14 +27,14 @@ FIELD_LAYOUT_BYTES_PER_CELL = {"full": INTEGRATE_BYTES_PER_CELL, "compact": 4 * 
 #: fixed overhead of a Python process with numpy, numba, xarray imported [MB]
 PROCESS_OVERHEAD_MB = 400
 #: measured integrator cost [ns per particle-step per core] by (field layout, class accounting)
-#: and cells (benchmarks/bench_integrate.py, one thread, best of 3, idle 2-core machine,
-#: 2026-12-03; README "Scaling"). Class accounting (the adiabaticity-class recorder, on by
-#: default) evaluates |grad |B|| at every step and about doubles the cost.
+#: and cells (benchmarks/bench_integrate.py, one thread, best of 3, 2-core machine, load ~1,
+#: 2026-12-03, the lane kernel; README "Scaling"). Class accounting (the adiabaticity-class
+#: recorder, on by default) evaluates |grad |B|| at every step and costs ~70-80 ns more.
 NS_PER_PARTICLE_STEP_MEASURED = {
-    ("full", False): {32**3: 65.0, 128**3: 78.0, 512**3: 97.0},
-    ("full", True): {32**3: 147.0, 128**3: 154.0, 512**3: 192.0},
-    ("compact", False): {32**3: 78.0, 128**3: 86.0, 512**3: 124.0},
-    ("compact", True): {32**3: 173.0, 128**3: 169.0, 512**3: 229.0},
+    ("full", False): {32**3: 37.0, 128**3: 47.0, 512**3: 55.0},
+    ("full", True): {32**3: 110.0, 128**3: 117.0, 512**3: 126.0},
+    ("compact", False): {32**3: 44.0, 128**3: 58.0, 512**3: 60.0},
+    ("compact", True): {32**3: 123.0, 128**3: 135.0, 512**3: 133.0},
 }
 
 
@@ -44,8 +44,8 @@ def ns_per_particle_step(n_cells: int, field_layout: str = "full",
 
     Interpolated in log(cells) between the points measured for that layout and class setting
     (:data:`NS_PER_PARTICLE_STEP_MEASURED`); beyond 512^3 it grows by the same factor per decade
-    of cells as from 128^3 to 512^3 (DRAM latency not hidden by prefetching), a conservative
-    guess for 2048^3 until measured there.
+    of cells as from 128^3 to 512^3 (DRAM latency not hidden by prefetching; at least flat), a
+    conservative guess for 2048^3 until measured there.
     """
     key = (field_layout, bool(class_accounting))
     if key not in NS_PER_PARTICLE_STEP_MEASURED:
@@ -57,7 +57,8 @@ def ns_per_particle_step(n_cells: int, field_layout: str = "full",
     x = np.log(max(float(n_cells), 1.0))
     if x <= np.log(cells[-1]):
         return float(np.interp(x, np.log(cells), ns))
-    slope = (np.log(ns[-1]) - np.log(ns[-2])) / (np.log(cells[-1]) - np.log(cells[-2]))
+    # never less than flat: a measured dip within the noise must not extrapolate downwards
+    slope = max(0.0, (np.log(ns[-1]) - np.log(ns[-2])) / (np.log(cells[-1]) - np.log(cells[-2])))
     return float(ns[-1] * np.exp(slope * (x - np.log(cells[-1]))))
 
 

@@ -12,8 +12,8 @@ The package has one module per part of the design (README, "package layout"):
     What is observed along the trajectories: phase accounting, statistics samples (paper
     Fig. 5), trajectories, and their histogram specs; one recorder per statistic.
 ``push``
-    Lanes, prefetching and threads: the kernels that push many particles (and the plain
-    one-particle-at-a-time reference kernel).
+    Lanes (vectorised passes over 8 particles per thread), prefetching and threads: the kernels
+    that push many particles (and the plain one-particle-at-a-time reference kernel).
 ``settings`` and ``run``
     The settings from the config, injection, the segment loop with checkpoints and the
     particle batch file.

@@ -2,11 +2,16 @@ r"""Recorders: what is observed along the trajectories, separate from how partic
 
 After every step the pusher hands one :class:`StepEvent` (the step's path, displacement, the
 field at its evaluation point x_{n+½}, the midpoint cell's phase and look-up, the new position
-and direction) to :func:`record_step`, which calls each recorder's kernel. A recorder is
+and direction) to :func:`record_step`, which calls each recorder's kernel: those of every step
+(:func:`record_every_step`) and, when :func:`sample_due` says one of them wants the step, the
+sampling ones (:func:`record_sampled`). The lane kernel calls the two halves itself and builds
+the full event only for a sampled step (loads of fields no recorder reads are then dropped by
+the compiler). A recorder is
 
 * its state arrays, fields of :class:`Records` (checkpointed with the particles; a switched-off
   recorder gets empty arrays and records nothing),
-* a kernel called from :func:`record_step`,
+* a kernel called from :func:`record_every_step` or :func:`record_sampled` (a sampling recorder
+  also adds its condition to :func:`sample_due`),
 * a Python part (a :class:`Recorder`): allocating the state, copying running sums at output
   times, and the variables it adds to the particle batch file (``docs/data-contracts.md``).
 
