@@ -38,7 +38,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL, prefetch
+from cosmicflow._numba import JIT, JIT_INLINE, JIT_PARALLEL, f32_from_bits, prefetch
 from cosmicflow.io import InputError, atomic_output, provenance_attrs
 from cosmicflow.phase_rule import DEFAULT_THRESHOLDS_K, N_PHASES, phase_index, phase_of
 from cosmicflow.snapshot import _slabs, read_snapshot
@@ -106,21 +106,6 @@ def grad_bmag(m, wx, wy, wz, inv_dx, inv_dy, inv_dz):
     return math.sqrt(gx * gx + gy * gy + gz * gz)
 
 
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    """Reinterpret the low 32 bits of an integer as a float32 (no conversion)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        v = args[0]
-        if signature.args[0].bitwidth > 32:
-            v = builder.trunc(v, ir.IntType(32))
-        return builder.bitcast(v, ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
 @njit(**JIT_INLINE)
 def half_to_float32(h):
     """IEEE binary16 bits h (finite values) as float32 times 2^-112, exactly.
@@ -130,7 +115,7 @@ def half_to_float32(h):
     scale, so decoding is a shift, an or and one multiply.
     """
     x = np.uint32(h)
-    return _f32_from_bits(((x & np.uint32(0x7FFF)) << np.uint32(13))
+    return f32_from_bits(((x & np.uint32(0x7FFF)) << np.uint32(13))
                           | ((x & np.uint32(0x8000)) << np.uint32(16)))
 
 
@@ -184,40 +169,15 @@ def _load_t_impl(data, o, scale):
 
 @njit(**JIT_INLINE)
 def grid_corner(c):
-    """Lower corner index q in the padded grid and upper-corner weight w for a wrapped cell
-    coordinate c ∈ [0, n].
+    """Lower corner index q in the padded grid (as an exact float64) and upper-corner weight w
+    for a wrapped cell coordinate c ∈ [0, n].
 
     Padded index q = i + 1 for the unpadded cell-centre index i = floor(c − ½) ∈ [−1, n−1], so
     q ∈ [0, n] and q + 1 ≤ n + 1 always lie inside the (n + 2)-long padded axis: no wrap, no
-    modulo (``int(g + 1)`` is the floor for g ≥ −1 without calling floor).
+    modulo (truncating g + 1 is the floor for g ≥ −1 without calling floor). The truncation is
+    to 32 bits and q is kept as a float so that loops over particles vectorise (AVX2 has no
+    packed float-to-int64 conversion).
     """
-    g = c - 0.5
-    q = int(g + 1.0)
-    return q, g - (q - 1)
-
-
-@njit(**JIT_INLINE)
-def lookup(gdim, cx, cy, cz):
-    """Flat offset of the lower corner (value 0) around wrapped cell coordinates (cx, cy, cz)
-    and the three upper-corner weights."""
-    qx, wx = grid_corner(cx)
-    qy, wy = grid_corner(cy)
-    qz, wz = grid_corner(cz)
-    return ((qx * gdim[1] + qy) * gdim[2] + qz) * GRID_VALUES, wx, wy, wz
-
-
-@njit(**JIT_INLINE)
-def cell_offset(gdim, cx, cy, cz):
-    """Flat offset of the cell holding wrapped cell coordinates (cx, cy, cz) in the padded
-    grid: cell int(c) is padded index int(c) + 1 ∈ [1, n + 1], and index n + 1 holds cell 0,
-    so a coordinate of exactly n needs no wrap either. It is one of the 8 look-up corners."""
-    return (((int(cx) + 1) * gdim[1] + int(cy) + 1) * gdim[2] + int(cz) + 1) * GRID_VALUES
-
-
-@njit(**JIT_INLINE)
-def _corner_f(c):
-    """:func:`grid_corner` with the index as a float64 and a 32-bit conversion (vectorisable
-    over lanes under AVX2, which has no packed float-to-int64 conversion); equal values."""
     g = c - 0.5
     q = np.float64(np.int32(g + 1.0))
     return q, g - (q - 1.0)
@@ -225,17 +185,34 @@ def _corner_f(c):
 
 @njit(**JIT_INLINE)
 def lookup_f(g1, g2, cx, cy, cz):
-    """:func:`lookup` and :func:`cell_offset` in float64 arithmetic, for vectorised loops over
-    particles: (look-up offset, wx, wy, wz, cell offset), the offsets as exact float64
-    integers (< 2^53) equal to those functions' results; g1, g2 = gdim[1], gdim[2] as float."""
-    qx, wx = _corner_f(cx)
-    qy, wy = _corner_f(cy)
-    qz, wz = _corner_f(cz)
+    """The look-up at wrapped cell coordinates (cx, cy, cz) in float64 arithmetic (vectorisable
+    over particles): (flat offset of the lower corner, wx, wy, wz, flat offset of the cell
+    holding the point), the offsets exact float64 integers (< 2^53); g1, g2 = gdim[1], gdim[2]
+    as float. Cell int(c) is padded index int(c) + 1 ∈ [1, n + 1], and index n + 1 holds cell
+    0, so a coordinate of exactly n needs no wrap either; that cell is one of the 8 corners."""
+    qx, wx = grid_corner(cx)
+    qy, wy = grid_corner(cy)
+    qz, wz = grid_corner(cz)
     o = ((qx * g1 + qy) * g2 + qz) * GRID_VALUES
     ix = np.float64(np.int32(cx)) + 1.0
     iy = np.float64(np.int32(cy)) + 1.0
     iz = np.float64(np.int32(cz)) + 1.0
     return o, wx, wy, wz, ((ix * g1 + iy) * g2 + iz) * GRID_VALUES
+
+
+@njit(**JIT_INLINE)
+def lookup(gdim, cx, cy, cz):
+    """Flat offset of the lower corner (value 0) around wrapped cell coordinates (cx, cy, cz)
+    and the three upper-corner weights (:func:`lookup_f`, the offset as an integer)."""
+    o, wx, wy, wz, _ = lookup_f(np.float64(gdim[1]), np.float64(gdim[2]), cx, cy, cz)
+    return np.int64(o), wx, wy, wz
+
+
+@njit(**JIT_INLINE)
+def cell_offset(gdim, cx, cy, cz):
+    """Flat offset of the cell holding wrapped cell coordinates (cx, cy, cz) in the padded grid
+    (:func:`lookup_f`, as an integer)."""
+    return np.int64(lookup_f(np.float64(gdim[1]), np.float64(gdim[2]), cx, cy, cz)[4])
 
 
 @njit(**JIT_INLINE)

@@ -27,8 +27,8 @@ from cosmicflow._numba import JIT_INLINE, JIT_PARALLEL, JIT_UNCOUNTED
 from cosmicflow.integrate.field import (
     b_at,
     blend,
-    cell_offset,
     blend4,
+    cell_offset,
     lookup,
     lookup_f,
     phase_at,

@@ -48,11 +48,9 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
-from cosmicflow._numba import JIT_INLINE
+from cosmicflow._numba import JIT_INLINE, f64_bits, f64_from_bits
 from cosmicflow.integrate.field import blend, corner_bmag, grad_bmag, value_at
 from cosmicflow.integrate.step import C_PC_S
 from cosmicflow.phase_rule import N_PHASES
@@ -214,38 +212,14 @@ def log_bin(v, bins):
     return int(b)
 
 
-@intrinsic
-def _f64_bits(typingctx, x):
-    """The IEEE bits of a float64 as an int64 (no conversion)."""
-    if not isinstance(x, types.Float) or x.bitwidth != 64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(x), codegen
-
-
-@intrinsic
-def _f64_from_bits(typingctx, bits):
-    """The float64 whose IEEE bits are the int64 ``bits``."""
-    if not isinstance(bits, types.Integer) or bits.bitwidth != 64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(bits), codegen
-
-
 @njit(**JIT_INLINE)
 def _log10_fast(v):
     r"""log10 v for normal v > 0 to < 1e-5 decades, branch-free: v = 2^e m with m ∈ [1, 2),
     log2 m = (2/ln 2)(t + t³/3 + t⁵/5 + t⁷/7), t = (m − 1)/(m + 1) ≤ 1/3 (the series' tail is
     < 2e-6)."""
-    bits = _f64_bits(v)
+    bits = f64_bits(v)
     e = ((bits >> 52) & 0x7FF) - 1023
-    m = _f64_from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    m = f64_from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
     t = (m - 1.0) / (m + 1.0)
     t2 = t * t
     log2m = 2.8853900817779268 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (0.2 + t2 * (1.0 / 7.0))))
