@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/bench_integrate.py [--grids 32 128 512] [--particles 2000]
         [--threads 1 2] [--layouts full compact] [--classes on off] [--repeat 3]
+        [--stats-cadence 0.1]
 
 For each grid (a divergence-free random field, δB = B0 = 3 µG, tiled from a 128^3 realisation
 for larger grids so generation stays cheap — the pusher's memory access is the same) the
@@ -17,7 +18,9 @@ same minute, so it holds on a noisy shared machine where absolute times do not.
 Times are of the kernel only (the serial setup of ``integrate_particles`` — mean field, phase
 volume fractions, injection look-ups — is excluded). ns per particle-step per core =
 wall × threads / particle-steps; the best of ``--repeat`` runs is reported, with the range.
-``--mmap DIR`` reads the field from a file in DIR, memory-mapped as integrate jobs read
+``--stats-cadence`` sets the statistics recorder's sampling interval [gyro-periods] (default
+the production default, 0.1: a sample every ~13 steps here); a large value shows the cost of
+the step without it. ``--mmap DIR`` reads the field from a file in DIR, memory-mapped as integrate jobs read
 ``results/{medium}/field_cache.h5``.
 
 Measurements are in the README ("Scaling"), with the machine's load at the time.
@@ -59,14 +62,16 @@ def random_field(n: int, seed: int = 0, b0: float = 3.0, db: float = 3.0) -> dic
     return f
 
 
-def run(f, grid, scales, layout, classes, kernel, n_particles, energy, duration, threads, seed=1):
+def run(f, grid, scales, layout, classes, kernel, n_particles, energy, duration, threads, seed=1,
+        stats_cadence=IntegrateSettings.stats_cadence_gyroperiods):
     """Push n_particles once; returns (kernel wall [s], kernel CPU [s], particle-steps)."""
     numba.set_num_threads(threads)
     rng = np.random.default_rng(seed)
     pos, d, _ = inject(f, 0.0, 100.0, n_particles, rng)
     st = IntegrateSettings(duration_gyroperiods=duration, output_times=4,
                            first_output_gyroperiods=duration / 8, trajectories=0,
-                           field_layout=layout, class_accounting=classes)
+                           field_layout=layout, class_accounting=classes,
+                           stats_cadence_gyroperiods=stats_cadence)
     name = KERNELS[kernel]
     real = getattr(ci.push, name)
     spent = [0.0, 0.0]
@@ -102,6 +107,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--layouts", nargs="+", default=["full", "compact"], choices=["full", "compact"])
     ap.add_argument("--classes", nargs="+", default=["off", "on"], choices=["off", "on"])
+    ap.add_argument("--stats-cadence", type=float, default=IntegrateSettings.stats_cadence_gyroperiods,
+                    help="statistics sampling interval [gyro-periods]")
     ap.add_argument("--mmap", metavar="DIR", help="read the field from a memory-mapped file in DIR")
     args = ap.parse_args()
     print(f"numba {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads available, "
@@ -112,7 +119,8 @@ def main() -> None:
         f = random_field(n)
         energy = 10 * (100.0 / n) * 3.0 / LARMOR_PC_PER_PEV_UG  # r_L(3 uG) = 10 cells
         print(f"\n{n}^3 field ({time.perf_counter() - t:.1f} s to build), E = {energy:.3g} PeV, "
-              f"r_L = 10 cells, {args.particles} particles x {args.gyroperiods:g} gyro-periods")
+              f"r_L = 10 cells, {args.particles} particles x {args.gyroperiods:g} gyro-periods, "
+              f"statistics every {args.stats_cadence:g} gyro-periods")
         for layout in args.layouts:
             grid, *scales = build_field(f, layout, (200.0, 5000.0))
             if args.mmap:
@@ -121,14 +129,16 @@ def main() -> None:
             combos = list(itertools.product(args.classes, args.threads))
             for classes, threads in combos:  # compile / load the cache
                 for kernel in KERNELS:
-                    run(f, grid, scales, layout, classes == "on", kernel, 16, energy, 0.5, threads)
+                    run(f, grid, scales, layout, classes == "on", kernel, 16, energy, 0.5, threads,
+                        stats_cadence=args.stats_cadence)
             load0 = os.getloadavg()[0]
             best: dict = {}
             for _ in range(args.repeat):
                 for classes, threads in combos:
                     for kernel in KERNELS:  # the two kernels back to back
                         wall, cpu, steps = run(f, grid, scales, layout, classes == "on", kernel,
-                                               args.particles, energy, args.gyroperiods, threads)
+                                               args.particles, energy, args.gyroperiods, threads,
+                                               stats_cadence=args.stats_cadence)
                         ns = wall * threads / steps * 1e9
                         best.setdefault((classes, threads, kernel), []).append((ns, cpu / steps * 1e9))
             for classes, threads in combos:

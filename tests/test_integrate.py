@@ -533,8 +533,9 @@ def test_vector_lookups_equal_scalar_lookups(layout):
     np.testing.assert_array_equal(got[:, 0], got[:, 1])
 
 
-def test_log_bin_equals_floor_of_log10_at_and_beside_every_edge():
-    # the fast log10 of the histogram binning must never move a value to another bin than
+@pytest.mark.parametrize("hist", ["dmu", "dB", "dT", "eps"])
+def test_log_bin_equals_floor_of_log10_at_and_beside_every_edge(hist):
+    # the table look-up of the histogram binning must never move a value to another bin than
     # floor((log10 v - lo) per_decade): random values, every edge and its neighbouring floats,
     # and the values outside the normal range (0, negative, inf, nan, subnormal)
     from numba import njit
@@ -546,11 +547,12 @@ def test_log_bin_equals_floor_of_log10_at_and_beside_every_edge():
         for i in range(v.size):
             out[i] = log_bin(v[i], spec)
 
-    spec = HISTS.eps
+    spec = getattr(HISTS, hist)
     edges = 10 ** (spec.lo + np.arange(-20, spec.nbins + 20) / spec.per_decade)
-    v = np.concatenate([10 ** np.random.default_rng(5).uniform(-9, 7, 200_000), edges,
+    v = np.concatenate([10 ** np.random.default_rng(5).uniform(-12, 12, 200_000), edges,
                         np.nextafter(edges, 0), np.nextafter(edges, np.inf),
-                        [0.0, -1.0, np.inf, np.nan, 1e-310, 5e-324, 1e300, 1e-300]])
+                        [0.0, -0.0, -1.0, np.inf, -np.inf, np.nan, 1e-310, 5e-324, 1e300,
+                         1e-300, np.finfo(float).max]])
     got = np.empty(v.size, np.int64)
     bins(v, spec, got)
     with np.errstate(all="ignore"):

@@ -26,7 +26,6 @@ from numba import njit, prange
 from cosmicflow._numba import JIT_INLINE, JIT_PARALLEL, JIT_UNCOUNTED
 from cosmicflow.integrate.field import (
     b_at,
-    blend,
     blend4,
     cell_offset,
     lookup,
@@ -86,9 +85,7 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     """Everything after the field-evaluation point of one step is known: blend B, kick,
     drift, scatter, record. Returns the path [pc] at the step's end."""
     sp = par.step
-    fx = blend(field, o, wx, wy, wz, 0)
-    fy = blend(field, o, wx, wy, wz, 1)
-    fz = blend(field, o, wx, wy, wz, 2)
+    fx, fy, fz, tt = blend4(field, o, wx, wy, wz)
     bm = math.sqrt(fx * fx + fy * fy + fz * fz)
     parts.bprev[p] = bm
     half = 0.5 * h
@@ -112,7 +109,7 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     parts.steps[p] += 1
     d[p, 0], d[p, 1], d[p, 2] = nx_, ny_, nz_
     record_step(rec, par.record, sp, field, StepEvent(
-        p, chunk, h, sl - half, sl, dx, dy, dz, fx, fy, fz, bm, a, o, wx, wy, wz,
+        p, chunk, h, sl - half, sl, dx, dy, dz, fx, fy, fz, bm, tt, a, o, wx, wy, wz,
         x[p, 0], x[p, 1], x[p, 2], c[p, 0], c[p, 1], c[p, 2], nx_, ny_, nz_))
     return sl
 
@@ -122,8 +119,8 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
 # lane loop below indexes one array at constant offsets: LLVM proves the rows disjoint and
 # vectorises the loops across lanes without run-time alias checks.
 (_CX, _CY, _CZ, _NX, _NY, _NZ, _PX, _PY, _PZ, _BPREV, _S, _H, _LAST, _OF, _TCF,
- _WX, _WY, _WZ, _BX, _BY, _BZ, _BM, _KX, _KY, _KZ, _DX, _DY, _DZ) = range(28)
-N_LANE_F = 28
+ _WX, _WY, _WZ, _BX, _BY, _BZ, _BM, _T, _KX, _KY, _KZ, _DX, _DY, _DZ) = range(29)
+N_LANE_F = 29
 _P, _O, _PHASE = range(3)  # particle (-1: idle lane), look-up offset, midpoint cell's phase
 N_LANE_I = 3
 
@@ -182,10 +179,11 @@ def _lanes_field(lf, li, field, sp):
             continue
         o = np.int64(lf[_r(_OF, lane)])
         li[_r(_O, lane)] = o
-        fx, fy, fz, _ = blend4(field, o, lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)])
+        fx, fy, fz, tt = blend4(field, o, lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)])
         lf[_r(_BX, lane)] = fx
         lf[_r(_BY, lane)] = fy
         lf[_r(_BZ, lane)] = fz
+        lf[_r(_T, lane)] = tt
         li[_r(_PHASE, lane)] = phase_at(field, np.int64(lf[_r(_TCF, lane)]), sp.t1, sp.t2)
 
 
@@ -266,7 +264,7 @@ def _lane_event(lf, li, lane, p, chunk):
     return StepEvent(
         p, chunk, h, s - 0.5 * h, s, lf[_r(_DX, lane)], lf[_r(_DY, lane)], lf[_r(_DZ, lane)],
         lf[_r(_BX, lane)], lf[_r(_BY, lane)], lf[_r(_BZ, lane)], lf[_r(_BM, lane)],
-        li[_r(_PHASE, lane)], li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)],
+        lf[_r(_T, lane)], li[_r(_PHASE, lane)], li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)],
         lf[_r(_WZ, lane)], lf[_r(_PX, lane)], lf[_r(_PY, lane)], lf[_r(_PZ, lane)],
         lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)], lf[_r(_NX, lane)],
         lf[_r(_NY, lane)], lf[_r(_NZ, lane)])

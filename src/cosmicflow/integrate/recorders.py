@@ -50,8 +50,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from cosmicflow._numba import JIT_INLINE, f64_bits, f64_from_bits
-from cosmicflow.integrate.field import blend, corner_bmag, grad_bmag, value_at
+from cosmicflow._numba import JIT_INLINE, f64_bits
+from cosmicflow.integrate.field import corner_bmag, grad_bmag, value_at
 from cosmicflow.integrate.step import C_PC_S
 from cosmicflow.phase_rule import N_PHASES
 
@@ -69,11 +69,16 @@ HIST_EDGES = {
 
 
 class LogBins(NamedTuple):
-    """Log-spaced bins: log10 of the first edge, bins per decade, number of bins."""
+    """Log-spaced bins: log10 of the first edge, bins per decade, number of bins; and where
+    their look-up table (:func:`log_bin`) sits in :data:`_BIN_BELOW` / :data:`_BIN_EDGE`:
+    first key, number of keys, offset."""
 
     lo: float
     per_decade: float
     nbins: int
+    key0: int
+    nkeys: int
+    base: int
 
 
 class HistSpecs(NamedTuple):
@@ -85,9 +90,73 @@ class HistSpecs(NamedTuple):
     eps: LogBins
 
 
-#: the bins as a kernel constant (frozen into the compiled code: the edges are fixed by design)
-HISTS = HistSpecs(*(LogBins(lo, float(per), int(round((hi - lo) * per)))
-                    for lo, hi, per in HIST_SPEC.values()))
+#: a float64 v > 0 falls in table cell ``bits(v) >> BIN_KEY_SHIFT``: 8 cells per octave (the
+#: exponent and the top 3 mantissa bits), each < 0.04 decades wide, so < 1 bin at 10 per decade
+BIN_KEY_SHIFT = 49
+
+
+def _floor_bin(v: float, lo: float, per: float) -> float:
+    """The bin definition: floor((log10 v − lo) · per_decade), by the C library's log10 (the
+    one compiled kernels call)."""
+    return math.floor((math.log10(v) - lo) * per)
+
+
+def _bits(v: float) -> int:
+    return int(np.float64(v).view(np.int64))
+
+
+def _from_bits(b: int) -> float:
+    return float(np.int64(b).view(np.float64))
+
+
+def _first_in_bin(b: int, lo: float, per: float) -> float:
+    """The smallest float64 whose :func:`_floor_bin` is ≥ b (bisection over the ordered bits
+    of positive doubles)."""
+    a, z = _bits(10.0 ** (lo + (b - 1) / per)), _bits(10.0 ** (lo + (b + 1) / per))
+    assert _floor_bin(_from_bits(a), lo, per) < b <= _floor_bin(_from_bits(z), lo, per)
+    while z - a > 1:
+        m = (a + z) // 2
+        if _floor_bin(_from_bits(m), lo, per) >= b:
+            z = m
+        else:
+            a = m
+    return _from_bits(z)
+
+
+def _bin_table(lo: float, per: float, nbins: int):
+    """One histogram's look-up table: for each cell from the one holding the first inner edge
+    to the one holding the last, the bin of the cell's smallest value and the first value of
+    the next bin if it lies in the cell (else inf)."""
+    first = np.array([_first_in_bin(b, lo, per) for b in range(1, nbins)])
+    keys = np.array([_bits(x) >> BIN_KEY_SHIFT for x in first])
+    key0 = int(keys[0])
+    nkeys = int(keys[-1]) - key0 + 1
+    starts = np.array([_from_bits((key0 + i) << BIN_KEY_SHIFT) for i in range(nkeys)])
+    below = np.searchsorted(first, starts, side="right").astype(np.int32)  # edges <= start
+    edge = np.full(nkeys, np.inf)
+    inside = keys - key0
+    if np.unique(inside).size != inside.size:
+        raise ValueError(f"log bins {lo, per}: two edges in one table cell")
+    edge[inside] = first
+    below[inside] = np.searchsorted(first, first, side="left")  # the edge itself is the next bin
+    return key0, nkeys, below, edge
+
+
+def _hist_tables():
+    specs, below, edge, base = [], [], [], 0
+    for lo, hi, per in HIST_SPEC.values():
+        nbins = int(round((hi - lo) * per))
+        key0, nkeys, b, e = _bin_table(lo, float(per), nbins)
+        specs.append(LogBins(lo, float(per), nbins, key0, nkeys, base))
+        below.append(b)
+        edge.append(e)
+        base += nkeys
+    return HistSpecs(*specs), np.concatenate(below), np.concatenate(edge)
+
+
+#: the bins as a kernel constant (frozen into the compiled code: the edges are fixed by design),
+#: and their look-up tables (global arrays, likewise frozen)
+HISTS, _BIN_BELOW, _BIN_EDGE = _hist_tables()
 
 
 class RecordParams(NamedTuple):
@@ -123,7 +192,8 @@ class StepEvent(NamedTuple):
 
     p, chunk : particle and its histogram chunk; h : path of the step [pc]; s_mid, s_end :
     path at x_{n+½} and at the step's end [pc]; dx, dy, dz : displacement [pc] (the chord,
-    ∥ the velocity at x_{n+½}); bx, by, bz, bmag : B at x_{n+½} [µG]; phase : the midpoint
+    ∥ the velocity at x_{n+½}); bx, by, bz, bmag : B at x_{n+½} [µG]; t : T there [K] (blended
+    with B, :func:`~.field.blend4`); phase : the midpoint
     cell's phase; o, wx, wy, wz : the look-up at x_{n+½} (:func:`~.field.lookup`); x, y, z :
     new unwrapped position [pc]; cx, cy, cz : its wrapped cell coordinates; nx, ny, nz : new
     direction (after scattering).
@@ -141,6 +211,7 @@ class StepEvent(NamedTuple):
     by: float
     bz: float
     bmag: float
+    t: float
     phase: int
     o: int
     wx: float
@@ -189,41 +260,25 @@ class Records(NamedTuple):
 
 @njit(**JIT_INLINE)
 def log_bin(v, bins):
-    """Bin of v in :class:`LogBins` (≤ 0 and below-range values: bin 0; above: the last):
-    floor((log10 v − lo) · per_decade), clamped.
+    """Bin of v in :class:`LogBins` (≤ 0, NaN and below-range values: bin 0; above, and inf:
+    the last): floor((log10 v − lo) · per_decade), clamped.
 
     The histograms take a bin at most steps (ε at scattering events, ~90 % of steps at high
-    energy), and a libm log10 was ~20 ns of each: the bin comes from a fast log10
-    (:func:`_log10_fast`, error < 1e-5 decades) unless that lands within 1e-3 bins of an edge,
-    where the exact log10 decides, so the bin is the same as with log10 alone.
+    energy), so no logarithm is taken: the top bits of v pick a cell of a table
+    (:data:`BIN_KEY_SHIFT`) narrower than a bin, which holds the bin of its smallest value and
+    the first value of the next bin if that lies inside it, found once by bisection with the
+    C library's log10 (:func:`_first_in_bin`); so the bin is the one floor(log10) gives, for
+    every double (test at and beside every edge).
     """
-    if v <= 0.0:
+    if not v > 0.0:
         return 0
-    if 1e-300 < v < 1e300:
-        t = (_log10_fast(v) - bins.lo) * bins.per_decade
-        f = math.floor(t)
-        if 1e-3 < t - f < 1.0 - 1e-3:
-            return min(max(int(f), 0), bins.nbins - 1)
-    b = np.floor((math.log10(v) - bins.lo) * bins.per_decade)
-    if not b >= 0:  # also NaN
+    i = (f64_bits(v) >> BIN_KEY_SHIFT) - bins.key0
+    if i < 0:
         return 0
-    if b >= bins.nbins:  # also inf (the float is compared: int(inf) is undefined)
+    if i >= bins.nkeys:
         return bins.nbins - 1
-    return int(b)
-
-
-@njit(**JIT_INLINE)
-def _log10_fast(v):
-    r"""log10 v for normal v > 0 to < 1e-5 decades, branch-free: v = 2^e m with m ∈ [1, 2),
-    log2 m = (2/ln 2)(t + t³/3 + t⁵/5 + t⁷/7), t = (m − 1)/(m + 1) ≤ 1/3 (the series' tail is
-    < 2e-6)."""
-    bits = f64_bits(v)
-    e = ((bits >> 52) & 0x7FF) - 1023
-    m = f64_from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
-    t = (m - 1.0) / (m + 1.0)
-    t2 = t * t
-    log2m = 2.8853900817779268 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (0.2 + t2 * (1.0 / 7.0))))
-    return (e + log2m) * 0.30102999566398120
+    j = bins.base + i
+    return np.int64(_BIN_BELOW[j]) + np.int64(v >= _BIN_EDGE[j])
 
 
 @njit(**JIT_INLINE)
@@ -246,9 +301,9 @@ def _stats_step(rec, rp, sp, field, ev):
     p = ev.p
     if ev.s_end < rec.stat_next[p]:
         return
-    # the corners are in L1 now: |B| at them for the gradient, T blended
+    # the corners are in L1 now: |B| at them for the gradient
     mu = _mu_chord(ev)
-    tt = blend(field, ev.o, ev.wx, ev.wy, ev.wz, 3)
+    tt = ev.t
     dto = (ev.s_mid - rec.stat_prev[p, 3]) / rp.rl_ref  # elapsed t Omega_ref
     imu = log_bin(abs(mu - rec.stat_prev[p, 0]) / dto, HISTS.dmu)
     ib = log_bin(abs(ev.bmag - rec.stat_prev[p, 1]) / dto, HISTS.dB)
