@@ -495,23 +495,26 @@ def test_lane_kernel_equals_one_particle_at_a_time(multiphase_run, layout, monke
 
 @pytest.mark.parametrize("layout", ["full", "compact"])
 def test_vector_lookups_equal_scalar_lookups(layout):
-    # blend4 and corner_bmag (4-wide LLVM intrinsics) against blend and |B| computed per value
-    # and per corner, bit for bit
+    # blend4, corner_bmag and blend4_bmag (4-wide LLVM intrinsics) against blend and |B|
+    # computed per value and per corner, bit for bit
     from numba import njit
 
-    from cosmicflow.integrate.field import _load, blend, blend4, corner_bmag, lookup, strides
+    from cosmicflow.integrate.field import (_load, blend, blend4, blend4_bmag, corner_bmag,
+                                            lookup, strides)
 
     @njit
     def both(field, cells):
-        # per point: the vector blend and |B| at the 8 corners (4 per vector), then the
-        # scalar blend per value and the scalar sqrt((bx^2 + by^2) + bz^2) per corner
-        out = np.empty((cells.shape[0], 2, 12))
+        # per point: the vector blend and |B| at the 8 corners (4 per vector), alone and from
+        # one load, then the scalar blend per value and the scalar sqrt((bx^2 + by^2) + bz^2)
+        # per corner
+        out = np.empty((cells.shape[0], 3, 12))
         d, sc = field.data, field.scale_b
         sk, sj, si = strides(field.gdim)
         for p in range(cells.shape[0]):
             o, wx, wy, wz = lookup(field.gdim, cells[p, 0], cells[p, 1], cells[p, 2])
             out[p, 0, :4] = blend4(field, o, wx, wy, wz)
             out[p, 0, 4:] = corner_bmag(field, o)
+            out[p, 2, :] = blend4_bmag(field, o, wx, wy, wz)
             for v in range(4):
                 out[p, 1, v] = blend(field, o, wx, wy, wz, v)
             for k, c in enumerate((0, sk, sj, sj + sk, si, si + sk, si + sj, si + sj + sk)):
@@ -531,6 +534,7 @@ def test_vector_lookups_equal_scalar_lookups(layout):
     got = both(ci.field_view(grid, *scales), cells)
     assert np.all(np.isfinite(got))
     np.testing.assert_array_equal(got[:, 0], got[:, 1])
+    np.testing.assert_array_equal(got[:, 2], got[:, 1])
 
 
 @pytest.mark.parametrize("hist", ["dmu", "dB", "dT", "eps"])

@@ -288,6 +288,59 @@ def _field_data_ok(data):
             and data.dtype in (types.float32, types.uint16))
 
 
+def _blend_ir(context, builder, c, w):
+    """LLVM IR: the trilinear blend (:func:`trilinear`'s operations in its order, lane by lane,
+    no contraction) of the 8 corner vectors c with upper-corner weights w (3 float64)."""
+    i64, f64 = ir.IntType(64), ir.DoubleType()
+    v4d = ir.VectorType(f64, 4)
+
+    def splat(x):
+        v = builder.insert_element(ir.Constant(v4d, ir.Undefined), x, i64(0))
+        return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), 4),
+                                                        [0, 0, 0, 0]))
+
+    us = [splat(builder.fsub(f64(1.0), x)) for x in w]
+    ws = [splat(x) for x in w]
+
+    def lerp(a, b, axis):
+        return builder.fadd(builder.fmul(a, us[axis]), builder.fmul(b, ws[axis]))
+
+    c00, c01, c10, c11 = (lerp(c[2 * k], c[2 * k + 1], 2) for k in range(4))
+    r = lerp(lerp(c00, c01, 1), lerp(c10, c11, 1), 0)
+    return [builder.extract_element(r, i64(k)) for k in range(4)]
+
+
+def _bmag_ir(builder, c):
+    """LLVM IR: |B| = sqrt((bx² + by²) + bz²) of each of the 8 corner vectors c, 4 corners per
+    vector (transposed, so 2 vector square roots instead of 8 scalar ones)."""
+    i64 = ir.IntType(64)
+    v4d = ir.VectorType(ir.DoubleType(), 4)
+    sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v4d, [v4d]),
+                                          "llvm.sqrt.v4f64")
+    sq = [builder.fmul(v, v) for v in c]
+
+    def mask(*k):
+        return ir.Constant(ir.VectorType(ir.IntType(32), 4), list(k))
+
+    out = []
+    for g in (0, 4):  # corners g..g+3: transpose their (x², y², z², T²) rows
+        a01 = builder.shuffle_vector(sq[g], sq[g + 1], mask(0, 4, 1, 5))  # x0 x1 y0 y1
+        b01 = builder.shuffle_vector(sq[g], sq[g + 1], mask(2, 6, 3, 7))  # z0 z1 . .
+        a23 = builder.shuffle_vector(sq[g + 2], sq[g + 3], mask(0, 4, 1, 5))
+        b23 = builder.shuffle_vector(sq[g + 2], sq[g + 3], mask(2, 6, 3, 7))
+        x2 = builder.shuffle_vector(a01, a23, mask(0, 1, 4, 5))
+        y2 = builder.shuffle_vector(a01, a23, mask(2, 3, 6, 7))
+        z2 = builder.shuffle_vector(b01, b23, mask(0, 1, 4, 5))
+        m = builder.call(sqrt, [builder.fadd(builder.fadd(x2, y2), z2)])
+        out += [builder.extract_element(m, i64(k)) for k in range(4)]
+    return out
+
+
+def _weights(context, builder, signature, args, first):
+    return [context.cast(builder, a, t, types.float64)
+            for a, t in zip(args[first:first + 3], signature.args[first:first + 3])]
+
+
 @intrinsic
 def _blend4(typingctx, data, o, sk, sj, si, wx, wy, wz, scales):
     """(Bx, By, Bz [µG], T [K]) blended from the 8 corner cells at flat offset o, as 4-wide
@@ -300,27 +353,26 @@ def _blend4(typingctx, data, o, sk, sj, si, wx, wy, wz, scales):
     sig = types.UniTuple(types.float64, 4)(data, o, sk, sj, si, wx, wy, wz, scales)
 
     def codegen(context, builder, signature, args):
-        i64, f64 = ir.IntType(64), ir.DoubleType()
-        v4d = ir.VectorType(f64, 4)
-        w = [context.cast(builder, a, t, types.float64)
-             for a, t in zip(args[5:8], signature.args[5:8])]
-
-        def splat(x):
-            v = builder.insert_element(ir.Constant(v4d, ir.Undefined), x, i64(0))
-            return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), 4),
-                                                            [0, 0, 0, 0]))
-
-        us = [splat(builder.fsub(f64(1.0), x)) for x in w]
-        ws = [splat(x) for x in w]
-
-        def lerp(a, b, axis):
-            return builder.fadd(builder.fmul(a, us[axis]), builder.fmul(b, ws[axis]))
-
         c = _corner_vectors(context, builder, signature, args)
-        c00, c01, c10, c11 = (lerp(c[2 * k], c[2 * k + 1], 2) for k in range(4))
-        r = lerp(lerp(c00, c01, 1), lerp(c10, c11, 1), 0)
         return context.make_tuple(builder, signature.return_type,
-                                  [builder.extract_element(r, i64(k)) for k in range(4)])
+                                  _blend_ir(context, builder, c,
+                                            _weights(context, builder, signature, args, 5)))
+
+    return sig, codegen
+
+
+@intrinsic
+def _blend4_bmag(typingctx, data, o, sk, sj, si, wx, wy, wz, scales):
+    """:func:`_blend4` and :func:`_corner_bmag` from one load of the 8 corner cells: (Bx, By,
+    Bz, T, |B| at the 8 corners), each bit for bit what the two give alone."""
+    if not _field_data_ok(data):
+        return None
+    sig = types.UniTuple(types.float64, 12)(data, o, sk, sj, si, wx, wy, wz, scales)
+
+    def codegen(context, builder, signature, args):
+        c = _corner_vectors(context, builder, signature, args)
+        vals = _blend_ir(context, builder, c, _weights(context, builder, signature, args, 5))
+        return context.make_tuple(builder, signature.return_type, vals + _bmag_ir(builder, c))
 
     return sig, codegen
 
@@ -335,27 +387,8 @@ def _corner_bmag(typingctx, data, o, sk, sj, si, scales):
     sig = types.UniTuple(types.float64, 8)(data, o, sk, sj, si, scales)
 
     def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        v4d = ir.VectorType(ir.DoubleType(), 4)
-        sqrt = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v4d, [v4d]),
-                                              "llvm.sqrt.v4f64")
-        sq = [builder.fmul(v, v) for v in _corner_vectors(context, builder, signature, args)]
-
-        def mask(*k):
-            return ir.Constant(ir.VectorType(ir.IntType(32), 4), list(k))
-
-        out = []
-        for g in (0, 4):  # corners g..g+3: transpose their (x², y², z², T²) rows
-            a01 = builder.shuffle_vector(sq[g], sq[g + 1], mask(0, 4, 1, 5))  # x0 x1 y0 y1
-            b01 = builder.shuffle_vector(sq[g], sq[g + 1], mask(2, 6, 3, 7))  # z0 z1 . .
-            a23 = builder.shuffle_vector(sq[g + 2], sq[g + 3], mask(0, 4, 1, 5))
-            b23 = builder.shuffle_vector(sq[g + 2], sq[g + 3], mask(2, 6, 3, 7))
-            x2 = builder.shuffle_vector(a01, a23, mask(0, 1, 4, 5))
-            y2 = builder.shuffle_vector(a01, a23, mask(2, 3, 6, 7))
-            z2 = builder.shuffle_vector(b01, b23, mask(0, 1, 4, 5))
-            m = builder.call(sqrt, [builder.fadd(builder.fadd(x2, y2), z2)])
-            out += [builder.extract_element(m, i64(k)) for k in range(4)]
-        return context.make_tuple(builder, signature.return_type, out)
+        c = _corner_vectors(context, builder, signature, args)
+        return context.make_tuple(builder, signature.return_type, _bmag_ir(builder, c))
 
     return sig, codegen
 
@@ -366,6 +399,14 @@ def blend4(field, o, wx, wy, wz):
     for bit, in one pass of 4-wide vector arithmetic (:func:`_blend4`)."""
     sk, sj, si = strides(field.gdim)
     return _blend4(field.data, o, sk, sj, si, wx, wy, wz, (field.scale_b, field.scale_t))
+
+
+@njit(**JIT_INLINE)
+def blend4_bmag(field, o, wx, wy, wz):
+    """:func:`blend4` and :func:`corner_bmag` at lower-corner offset o from one load of the
+    corners: (Bx, By, Bz [µG], T [K], and |B| [µG] at the 8 corners)."""
+    sk, sj, si = strides(field.gdim)
+    return _blend4_bmag(field.data, o, sk, sj, si, wx, wy, wz, (field.scale_b, field.scale_t))
 
 
 @njit(**JIT_INLINE)

@@ -27,7 +27,9 @@ from cosmicflow._numba import JIT_INLINE, JIT_PARALLEL, JIT_UNCOUNTED
 from cosmicflow.integrate.field import (
     b_at,
     blend4,
+    blend4_bmag,
     cell_offset,
+    grad_bmag,
     lookup,
     lookup_f,
     phase_at,
@@ -85,7 +87,14 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     """Everything after the field-evaluation point of one step is known: blend B, kick,
     drift, scatter, record. Returns the path [pc] at the step's end."""
     sp = par.step
-    fx, fy, fz, tt = blend4(field, o, wx, wy, wz)
+    if par.record.class_on:  # the class recorder's |grad B| from the same corners
+        r = blend4_bmag(field, o, wx, wy, wz)
+        fx, fy, fz, tt = r[0], r[1], r[2], r[3]
+        g = grad_bmag((r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]), wx, wy, wz,
+                      sp.inv_dx, sp.inv_dy, sp.inv_dz)
+    else:
+        fx, fy, fz, tt = blend4(field, o, wx, wy, wz)
+        g = -1.0
     bm = math.sqrt(fx * fx + fy * fy + fz * fz)
     parts.bprev[p] = bm
     half = 0.5 * h
@@ -109,7 +118,7 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
     parts.steps[p] += 1
     d[p, 0], d[p, 1], d[p, 2] = nx_, ny_, nz_
     record_step(rec, par.record, sp, field, StepEvent(
-        p, chunk, h, sl - half, sl, dx, dy, dz, fx, fy, fz, bm, tt, a, o, wx, wy, wz,
+        p, chunk, h, sl - half, sl, dx, dy, dz, fx, fy, fz, bm, tt, g, a, o, wx, wy, wz,
         x[p, 0], x[p, 1], x[p, 2], c[p, 0], c[p, 1], c[p, 2], nx_, ny_, nz_))
     return sl
 
@@ -120,7 +129,9 @@ def _finish_step(p, chunk, h, last, s_prev, s_end, o, wx, wy, wz, ocell, field, 
 # vectorises the loops across lanes without run-time alias checks.
 (_CX, _CY, _CZ, _NX, _NY, _NZ, _PX, _PY, _PZ, _BPREV, _S, _H, _LAST, _OF, _TCF,
  _WX, _WY, _WZ, _BX, _BY, _BZ, _BM, _T, _KX, _KY, _KZ, _DX, _DY, _DZ) = range(29)
-N_LANE_F = 29
+_M0 = 29  # class accounting: |B| at the 8 corners in rows _M0 .. _M0 + 7, then |grad |B||
+_G = _M0 + 8
+N_LANE_F = _G + 1
 _P, _O, _PHASE = range(3)  # particle (-1: idle lane), look-up offset, midpoint cell's phase
 N_LANE_I = 3
 
@@ -171,20 +182,40 @@ def _lanes_midpoint(lf, s_end, field, sp):
 
 
 @njit(**JIT_INLINE)
-def _lanes_field(lf, li, field, sp):
-    """Busy lanes: B at x_{n+½} (one 4-wide blend per lane, :func:`~.field.blend4`) and the
-    midpoint cell's phase."""
+def _lanes_field(lf, li, field, sp, classes):
+    """Busy lanes: B and T at x_{n+½} (one 4-wide blend per lane, :func:`~.field.blend4`) and
+    the midpoint cell's phase; with ``classes``, also |B| at the 8 corners from the same load
+    (:func:`~.field.blend4_bmag`) for :func:`_lanes_gradient`."""
     for lane in range(LANES):
         if li[_r(_P, lane)] < 0:
             continue
         o = np.int64(lf[_r(_OF, lane)])
         li[_r(_O, lane)] = o
-        fx, fy, fz, tt = blend4(field, o, lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)])
+        wx, wy, wz = lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)]
+        if classes:
+            r = blend4_bmag(field, o, wx, wy, wz)
+            fx, fy, fz, tt = r[0], r[1], r[2], r[3]
+            for k in range(8):
+                lf[_r(_M0 + k, lane)] = r[4 + k]
+        else:
+            fx, fy, fz, tt = blend4(field, o, wx, wy, wz)
         lf[_r(_BX, lane)] = fx
         lf[_r(_BY, lane)] = fy
         lf[_r(_BZ, lane)] = fz
         lf[_r(_T, lane)] = tt
         li[_r(_PHASE, lane)] = phase_at(field, np.int64(lf[_r(_TCF, lane)]), sp.t1, sp.t2)
+
+
+@njit(**JIT_INLINE)
+def _lanes_gradient(lf, sp):
+    """Every lane: |grad |B|| at x_{n+½} from the corner |B| (vectorised; for the class
+    recorder, which needs it at every step)."""
+    for lane in range(LANES):
+        m = (lf[_r(_M0, lane)], lf[_r(_M0 + 1, lane)], lf[_r(_M0 + 2, lane)],
+             lf[_r(_M0 + 3, lane)], lf[_r(_M0 + 4, lane)], lf[_r(_M0 + 5, lane)],
+             lf[_r(_M0 + 6, lane)], lf[_r(_M0 + 7, lane)])
+        lf[_r(_G, lane)] = grad_bmag(m, lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)],
+                                     sp.inv_dx, sp.inv_dy, sp.inv_dz)
 
 
 @njit(**JIT_INLINE)
@@ -257,14 +288,14 @@ def _lanes_prefetch(lf, li, field):
 
 
 @njit(**JIT_INLINE)
-def _lane_event(lf, li, lane, p, chunk):
+def _lane_event(lf, li, lane, p, chunk, classes):
     """The :class:`~.recorders.StepEvent` of a lane's step just taken."""
     h = lf[_r(_H, lane)]
     s = lf[_r(_S, lane)]
     return StepEvent(
         p, chunk, h, s - 0.5 * h, s, lf[_r(_DX, lane)], lf[_r(_DY, lane)], lf[_r(_DZ, lane)],
         lf[_r(_BX, lane)], lf[_r(_BY, lane)], lf[_r(_BZ, lane)], lf[_r(_BM, lane)],
-        lf[_r(_T, lane)], li[_r(_PHASE, lane)], li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)],
+        lf[_r(_T, lane)], lf[_r(_G, lane)] if classes else -1.0, li[_r(_PHASE, lane)], li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)],
         lf[_r(_WZ, lane)], lf[_r(_PX, lane)], lf[_r(_PY, lane)], lf[_r(_PZ, lane)],
         lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)], lf[_r(_NX, lane)],
         lf[_r(_NY, lane)], lf[_r(_NZ, lane)])
@@ -284,6 +315,7 @@ def _push_lanes(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lf, li):
     sp = par.step
     if not s_start < s_end:
         return
+    classes = par.record.class_on
     nxt = lo
     busy = 0
     for lane in range(LANES):
@@ -295,7 +327,9 @@ def _push_lanes(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lf, li):
             li[_r(_P, lane)] = -1
     while busy > 0:
         _lanes_midpoint(lf, s_end, field, sp)
-        _lanes_field(lf, li, field, sp)
+        _lanes_field(lf, li, field, sp, classes)
+        if classes:
+            _lanes_gradient(lf, sp)
         _lanes_kick(lf, sp)
         if par.scatter.on:
             _lanes_scatter(lf, li, par.scatter, parts)
@@ -305,12 +339,14 @@ def _push_lanes(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lf, li):
             p = li[_r(_P, lane)]
             if p < 0:
                 continue
-            # the recorders of every step see the fields they use; the full event (26 values)
+            # the recorders of every step see the fields they use; the full event (28 values)
             # is built only for a sampled step: built every step, its loads were hoisted and
             # spilled (~6 ns a step at 32^3)
-            record_every_step(rec, par.record, sp, field, _lane_event(lf, li, lane, p, chunk))
+            record_every_step(rec, par.record, sp, field,
+                              _lane_event(lf, li, lane, p, chunk, classes))
             if sample_due(rec, p, lf[_r(_S, lane)]):
-                record_sampled(rec, par.record, sp, field, _lane_event(lf, li, lane, p, chunk))
+                record_sampled(rec, par.record, sp, field,
+                               _lane_event(lf, li, lane, p, chunk, classes))
             parts.steps[p] += 1
             if lf[_r(_LAST, lane)] != 0.0:
                 _give_back(lf, lane, p, parts)

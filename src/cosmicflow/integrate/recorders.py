@@ -193,7 +193,8 @@ class StepEvent(NamedTuple):
     p, chunk : particle and its histogram chunk; h : path of the step [pc]; s_mid, s_end :
     path at x_{n+½} and at the step's end [pc]; dx, dy, dz : displacement [pc] (the chord,
     ∥ the velocity at x_{n+½}); bx, by, bz, bmag : B at x_{n+½} [µG]; t : T there [K] (blended
-    with B, :func:`~.field.blend4`); phase : the midpoint
+    with B, :func:`~.field.blend4`); gradb : |∇|B|| there [µG pc^-1] (:func:`~.field.grad_bmag`)
+    if the pusher computed it (class accounting on), else −1 (:func:`_grad_b`); phase : the midpoint
     cell's phase; o, wx, wy, wz : the look-up at x_{n+½} (:func:`~.field.lookup`); x, y, z :
     new unwrapped position [pc]; cx, cy, cz : its wrapped cell coordinates; nx, ny, nz : new
     direction (after scattering).
@@ -212,6 +213,7 @@ class StepEvent(NamedTuple):
     bz: float
     bmag: float
     t: float
+    gradb: float
     phase: int
     o: int
     wx: float
@@ -290,6 +292,15 @@ def _phase_step(rec, ev):
 
 
 @njit(**JIT_INLINE)
+def _grad_b(field, sp, ev):
+    """|∇|B|| [µG pc^-1] at the step's evaluation point: the pusher's if it has it, else from
+    the 8 corner |B| (the same functions either way)."""
+    if ev.gradb >= 0.0:
+        return ev.gradb
+    return grad_bmag(corner_bmag(field, ev.o), ev.wx, ev.wy, ev.wz, sp.inv_dx, sp.inv_dy, sp.inv_dz)
+
+
+@njit(**JIT_INLINE)
 def _mu_chord(ev):
     """μ of the step's chord (the velocity at x_{n+½}) against B there."""
     tn = math.sqrt(ev.dx * ev.dx + ev.dy * ev.dy + ev.dz * ev.dz)
@@ -310,7 +321,7 @@ def _stats_step(rec, rp, sp, field, ev):
     it = log_bin(abs(tt - rec.stat_prev[p, 2]) / dto, HISTS.dT)
     rec.hist_mu_b[ev.chunk, imu, ib] += 1
     rec.hist_mu_t[ev.chunk, imu, it] += 1
-    g = grad_bmag(corner_bmag(field, ev.o), ev.wx, ev.wy, ev.wz, sp.inv_dx, sp.inv_dy, sp.inv_dz)
+    g = _grad_b(field, sp, ev)
     rec.hist_eps[ev.chunk, ev.phase, log_bin(g * rp.rl_ref / ev.bmag, HISTS.eps)] += 1
     rec.stat_prev[p, 0] = mu
     rec.stat_prev[p, 1] = ev.bmag
@@ -346,7 +357,7 @@ def _trajectory_step(rec, rp, field, ev):
 @njit(**JIT_INLINE)
 def _class_step(rec, rp, sp, field, ev):
     p = ev.p
-    g = grad_bmag(corner_bmag(field, ev.o), ev.wx, ev.wy, ev.wz, sp.inv_dx, sp.inv_dy, sp.inv_dz)
+    g = _grad_b(field, sp, ev)
     eps = g * sp.r1 / (ev.bmag * ev.bmag)  # |grad B| r_L,loc / |B|, r_L,loc = R_1 / |B|
     c = 0
     for e in rp.class_edges:
