@@ -27,15 +27,16 @@ FIELD_LAYOUT_BYTES_PER_CELL = {"full": INTEGRATE_BYTES_PER_CELL, "compact": 4 * 
 #: fixed overhead of a Python process with numpy, numba, xarray imported [MB]
 PROCESS_OVERHEAD_MB = 400
 #: measured integrator cost [ns per particle-step per core] by (field layout, class accounting)
-#: and cells (benchmarks/bench_integrate.py, one thread, best of 6 runs in two invocations,
-#: 2-core machine, load ~1, 2026-12-03, the lane kernel with table-binned statistics; README
-#: "Scaling"). Class accounting (the adiabaticity-class recorder, on by default) evaluates
-#: |grad |B|| at every step and costs ~50-65 ns more.
+#: and cells (benchmarks/bench_integrate.py, one thread, best of 3 runs in the faster of two
+#: invocations, 2-core machine, load ~1, 2026-12-03, the lane kernel with table-binned
+#: statistics and the corner |B| from the blend's load; README "Scaling"). Class accounting
+#: (the adiabaticity-class recorder, on by default) evaluates |grad |B|| at every step and
+#: costs ~25-35 ns more.
 NS_PER_PARTICLE_STEP_MEASURED = {
-    ("full", False): {32**3: 32.0, 128**3: 42.0, 512**3: 55.0},
-    ("full", True): {32**3: 90.0, 128**3: 96.0, 512**3: 103.0},
-    ("compact", False): {32**3: 39.0, 128**3: 49.0, 512**3: 54.0},
-    ("compact", True): {32**3: 103.0, 128**3: 110.0, 512**3: 118.0},
+    ("full", False): {32**3: 33.0, 128**3: 40.0, 512**3: 54.0},
+    ("full", True): {32**3: 61.0, 128**3: 71.0, 512**3: 87.0},
+    ("compact", False): {32**3: 40.0, 128**3: 44.0, 512**3: 61.0},
+    ("compact", True): {32**3: 67.0, 128**3: 76.0, 512**3: 87.0},
 }
 
 
