@@ -99,15 +99,3 @@ def f64_bits(typingctx, x):
         return builder.bitcast(args[0], ir.IntType(64))
 
     return types.int64(x), codegen
-
-
-@intrinsic
-def f64_from_bits(typingctx, bits):
-    """The float64 whose IEEE bits are the int64 ``bits``."""
-    if not isinstance(bits, types.Integer) or bits.bitwidth != 64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(bits), codegen

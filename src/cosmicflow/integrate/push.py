@@ -295,8 +295,8 @@ def _lane_event(lf, li, lane, p, chunk, classes):
     return StepEvent(
         p, chunk, h, s - 0.5 * h, s, lf[_r(_DX, lane)], lf[_r(_DY, lane)], lf[_r(_DZ, lane)],
         lf[_r(_BX, lane)], lf[_r(_BY, lane)], lf[_r(_BZ, lane)], lf[_r(_BM, lane)],
-        lf[_r(_T, lane)], lf[_r(_G, lane)] if classes else -1.0, li[_r(_PHASE, lane)], li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)],
-        lf[_r(_WZ, lane)], lf[_r(_PX, lane)], lf[_r(_PY, lane)], lf[_r(_PZ, lane)],
+        lf[_r(_T, lane)], lf[_r(_G, lane)] if classes else -1.0, li[_r(_PHASE, lane)],
+        li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)], lf[_r(_PX, lane)], lf[_r(_PY, lane)], lf[_r(_PZ, lane)],
         lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)], lf[_r(_NX, lane)],
         lf[_r(_NY, lane)], lf[_r(_NZ, lane)])
 
