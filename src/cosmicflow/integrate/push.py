@@ -7,9 +7,9 @@ lanes' state lives in a small scratch array, one row per quantity, so the arithm
 step (step length, midpoint and look-up weights, |B| and the Boris kick, the drift) runs as
 loops over the lanes that LLVM vectorises (AVX2: 4 lanes per instruction); what cannot be
 vectorised runs per lane: the field look-up (itself 4-wide, B and T of a cell in one vector,
-:func:`~cosmicflow.integrate.field.blend4`), scattering, recorders. The next step's corner
-cells are prefetched as soon as the drift is done, so the misses of all lanes overlap with
-the recorders' work. A lane whose particle reaches the output time takes the next particle of
+:func:`~cosmicflow.integrate.field.blend4`), scattering, recorders. The corner cells of the
+step after next are prefetched as soon as the drift is done, so the misses of all lanes
+overlap with a whole round of work. A lane whose particle reaches the output time takes the next particle of
 the chunk, so lanes stay busy. Each particle's arithmetic is what it would be alone, so
 results do not depend on lanes or grouping: :func:`_advance_reference` pushes one particle at
 a time with the same step and recorders (the benchmark's reference, and the test's).
@@ -271,11 +271,15 @@ def _lanes_drift(lf, s_end, field, sp):
         lf[_r(_BPREV, lane)] = lf[_r(_BM, lane)]
         s = s_end if lf[_r(_LAST, lane)] != 0.0 else lf[_r(_S, lane)] + h
         lf[_r(_S, lane)] = s
-        # the next step's look-up if it has this step's length (its midpoint is then off by a
-        # fraction of a cell at most): requested before the recorders run, it arrives while
-        # they do; a prefetch just before the look-up left most of a miss to wait for
+        # the look-up of the step after next, x_{n+1} + 1.5 h n̂ (its midpoint if the next two
+        # steps have this one's length and direction: off by a fraction of a cell at most, so
+        # its corners are mostly those the next step needs too): requested a whole round before
+        # it is used, so an L3 or DRAM miss has the next step's recorders, passes and look-ups
+        # to arrive in. Prefetching only one step ahead left part of each miss to wait for
+        # (128^3: 40 -> 37 ns a step, 512^3: 54 -> 50; two steps ahead and one step ahead
+        # together cost more instructions than they saved)
         qx, qy, qz = half_drift(lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)], kx, ky,
-                                kz, half, sp)
+                                kz, 3.0 * half, sp)
         lf[_r(_OF, lane)] = lookup_f(g1, g2, qx, qy, qz)[0]
 
 
@@ -308,8 +312,8 @@ def _push_lanes(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lf, li):
     Each lane holds one particle until it reaches s_end, then takes the next particle of the
     range, so lanes stay busy. A round is a step of every busy lane, in passes over the
     lanes: midpoint and look-up weights (vectorised), field and phase (per lane, 4-wide),
-    kick (vectorised), scattering (per lane), drift (vectorised), prefetch of the next
-    look-up, then recorders and hand-over (per lane). Each particle's arithmetic is that of
+    kick (vectorised), scattering (per lane), drift (vectorised), prefetch of the look-up
+    two steps ahead, then recorders and hand-over (per lane). Each particle's arithmetic is that of
     :func:`_push_one`, bit for bit (``tests/test_integrate.py``).
     """
     sp = par.step
