@@ -27,16 +27,17 @@ FIELD_LAYOUT_BYTES_PER_CELL = {"full": INTEGRATE_BYTES_PER_CELL, "compact": 4 * 
 #: fixed overhead of a Python process with numpy, numba, xarray imported [MB]
 PROCESS_OVERHEAD_MB = 400
 #: measured integrator cost [ns per particle-step per core] by (field layout, class accounting)
-#: and cells (benchmarks/bench_integrate.py, one thread, best of 3 runs in the faster of two
+#: and cells (benchmarks/bench_integrate.py, one thread, best of 3 runs in the fastest of three
 #: invocations, 2-core machine, load ~1, 2026-12-03, the lane kernel with table-binned
-#: statistics and the corner |B| from the blend's load; README "Scaling"). Class accounting
+#: statistics, the corner |B| from the blend's load and the look-up two steps ahead
+#: prefetched; README "Scaling"). Class accounting
 #: (the adiabaticity-class recorder, on by default) evaluates |grad |B|| at every step and
 #: costs ~25-35 ns more.
 NS_PER_PARTICLE_STEP_MEASURED = {
-    ("full", False): {32**3: 33.0, 128**3: 40.0, 512**3: 54.0},
-    ("full", True): {32**3: 61.0, 128**3: 71.0, 512**3: 87.0},
-    ("compact", False): {32**3: 40.0, 128**3: 44.0, 512**3: 61.0},
-    ("compact", True): {32**3: 67.0, 128**3: 76.0, 512**3: 87.0},
+    ("full", False): {32**3: 33.0, 128**3: 36.0, 512**3: 48.0},
+    ("full", True): {32**3: 62.0, 128**3: 68.0, 512**3: 80.0},
+    ("compact", False): {32**3: 40.0, 128**3: 43.0, 512**3: 49.0},
+    ("compact", True): {32**3: 65.0, 128**3: 73.0, 512**3: 79.0},
 }
 
 
