@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 from snakemake.utils import validate

@@ -6,7 +6,6 @@ import numba
 import numpy as np
 import pytest
 
-from conftest import make_fields
 from cosmicflow import synthetic
 from cosmicflow.fieldlines import (
     FieldLineParams,

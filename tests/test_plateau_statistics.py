@@ -276,7 +276,6 @@ def test_realisations_with_round_off_different_mean_fields_merge(tmp_path):
 def test_realisations_with_round_off_different_b_ref_merge(tmp_path):
     """Two seeds of a synthetic medium have |<B>| equal to ~1e-11 relative: their batches merge
     on one time axis; a real difference in B_ref (1e-3) is refused with a hint."""
-    rng = np.random.default_rng(5)
     paths = []
     for r, b_ref in enumerate((3.0, 3.0 * (1 + 3e-11), 3.003)):
         ds = make_batch(log_times(10, 1e8, 1e11) * 3.0 / b_ref, np.zeros((4, 11, 3)), b_ref_uG=b_ref, batch=r)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from snakemake.utils import validate
 
 from cosmicflow import transport as tr
