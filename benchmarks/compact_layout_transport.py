@@ -84,21 +84,29 @@ def main() -> None:
                                    params)
                 cells = [str(batch)]
                 for comp in ("par", "perp"):
-                    full, compact = (float(res[k][f"D_{comp}_combined"]) for k in ("full", "compact"))
-                    lo, hi = res["full"][f"D_{comp}_combined_interval"].values
-                    rel = compact / full - 1.0
+                    text, rel = _compare(res, comp)
+                    cells += text
                     if math.isfinite(rel):
                         change[comp].append(rel)
-                    kinds = "/".join(str(res[k].attrs[f"D_{comp}_limit_kind"]) for k in ("full", "compact"))
-                    cells += [f"{full:.3e} (±{(hi - lo) / 2 / full:.1%})" if math.isfinite(full)
-                              else f"no plateau ({kinds})",
-                              f"{rel:+.1%}" if math.isfinite(rel) else f"- ({kinds})"]
                 print(" | ".join(cells), flush=True)
             for comp, x in change.items():
-                x = np.array(x)
                 if len(x) > 1:
-                    print(f"{medium} D_{comp}: mean change {x.mean():+.1%} ± {x.std(ddof=1) / math.sqrt(len(x)):.1%}"
-                          f" (standard error, {len(x)} batches), rms change {math.sqrt(np.mean(x**2)):.1%}")
+                    x = np.array(x)
+                    stderr = x.std(ddof=1) / math.sqrt(len(x))
+                    print(f"{medium} D_{comp}: mean change {x.mean():+.1%} ± {stderr:.1%} (standard "
+                          f"error, {len(x)} batches), rms change {math.sqrt(np.mean(x**2)):.1%}")
+
+
+def _compare(res: dict, comp: str) -> tuple[list[str], float]:
+    """Table cells (D of the full layout with its 68 % half-width, the relative change) and the
+    change compact/full − 1 (NaN where either layout has no plateau)."""
+    full, compact = (float(res[k][f"D_{comp}_combined"]) for k in ("full", "compact"))
+    rel = compact / full - 1.0
+    if not math.isfinite(rel):
+        kinds = "/".join(str(res[k].attrs[f"D_{comp}_limit_kind"]) for k in ("full", "compact"))
+        return [f"{full:.3e}" if math.isfinite(full) else "no plateau", f"- ({kinds})"], rel
+    lo, hi = res["full"][f"D_{comp}_combined_interval"].values
+    return [f"{full:.3e} (±{(hi - lo) / 2 / full:.1%})", f"{rel:+.1%}"], rel
 
 
 if __name__ == "__main__":

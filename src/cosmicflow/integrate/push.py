@@ -9,10 +9,11 @@ loops over the lanes that LLVM vectorises (AVX2: 4 lanes per instruction); what 
 vectorised runs per lane: the field look-up (itself 4-wide, B and T of a cell in one vector,
 :func:`~cosmicflow.integrate.field.blend4`), scattering, recorders. The corner cells of the
 step after next are prefetched as soon as the drift is done, so the misses of all lanes
-overlap with a whole round of work. A lane whose particle reaches the output time takes the next particle of
-the chunk, so lanes stay busy. Each particle's arithmetic is what it would be alone, so
-results do not depend on lanes or grouping: :func:`_advance_reference` pushes one particle at
-a time with the same step and recorders (the benchmark's reference, and the test's).
+overlap with a whole round of work. A lane whose particle reaches the output time takes the
+next particle of the chunk, so lanes stay busy. Each particle's arithmetic is what it would be
+alone, so results do not depend on lanes or grouping: :func:`_advance_reference` pushes one
+particle at a time with the same step and recorders (the benchmark's reference, and the
+test's).
 """
 
 from __future__ import annotations
@@ -300,7 +301,8 @@ def _lane_event(lf, li, lane, p, chunk, classes):
         p, chunk, h, s - 0.5 * h, s, lf[_r(_DX, lane)], lf[_r(_DY, lane)], lf[_r(_DZ, lane)],
         lf[_r(_BX, lane)], lf[_r(_BY, lane)], lf[_r(_BZ, lane)], lf[_r(_BM, lane)],
         lf[_r(_T, lane)], lf[_r(_G, lane)] if classes else -1.0, li[_r(_PHASE, lane)],
-        li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)], lf[_r(_PX, lane)], lf[_r(_PY, lane)], lf[_r(_PZ, lane)],
+        li[_r(_O, lane)], lf[_r(_WX, lane)], lf[_r(_WY, lane)], lf[_r(_WZ, lane)],
+        lf[_r(_PX, lane)], lf[_r(_PY, lane)], lf[_r(_PZ, lane)],
         lf[_r(_CX, lane)], lf[_r(_CY, lane)], lf[_r(_CZ, lane)], lf[_r(_NX, lane)],
         lf[_r(_NY, lane)], lf[_r(_NZ, lane)])
 
@@ -313,8 +315,8 @@ def _push_lanes(lo, hi, chunk, s_start, s_end, field, par, parts, rec, lf, li):
     range, so lanes stay busy. A round is a step of every busy lane, in passes over the
     lanes: midpoint and look-up weights (vectorised), field and phase (per lane, 4-wide),
     kick (vectorised), scattering (per lane), drift (vectorised), prefetch of the look-up
-    two steps ahead, then recorders and hand-over (per lane). Each particle's arithmetic is that of
-    :func:`_push_one`, bit for bit (``tests/test_integrate.py``).
+    two steps ahead, then recorders and hand-over (per lane). Each particle's arithmetic is
+    that of :func:`_push_one`, bit for bit (``tests/test_integrate.py``).
     """
     sp = par.step
     if not s_start < s_end:
