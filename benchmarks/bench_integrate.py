@@ -9,11 +9,11 @@ for larger grids so generation stays cheap — the pusher's memory access is the
 particle energy is chosen so r_L(B0) = 10 cells. For every combination of field layout
 (``full`` float32 16 B/cell, ``compact`` half floats 8 B/cell), class accounting (the
 adiabaticity-class recorder on/off) and thread count, the same particles are pushed by the
-production kernel (``push._advance``: 8 lanes in vectorised passes, 4-wide look-ups, the next
-look-up two steps ahead prefetched after each drift) and, right after, by the plain reference kernel
-(``push._advance_reference``: one particle at a time, no grouping, no prefetch; same physics,
-same results). The ratio of the two is measured in the
-same minute, so it holds on a noisy shared machine where absolute times do not.
+production kernel (``push._advance``: 8 lanes in vectorised passes, 4-wide look-ups, the
+look-up two steps ahead prefetched after each drift) and, right after, by the plain reference
+kernel (``push._advance_reference``: one particle at a time, no grouping, no prefetch; same
+physics, same results). The ratio of the two is measured in the same minute, so it holds on a
+noisy shared machine where absolute times do not.
 
 Times are of the kernel only (the serial setup of ``integrate_particles`` — mean field, phase
 volume fractions, injection look-ups — is excluded). ns per particle-step per core =

@@ -7,12 +7,12 @@ from slow NumPy references written here, never from the kernel itself.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
+from conftest import REPO
 import cosmicflow.integrate as ci
 from cosmicflow.constants import LARMOR_PC_PER_PEV_UG
 from cosmicflow.integrate import (
@@ -911,8 +911,7 @@ def test_compact_layout_on_the_default_media(medium, tmp_path):
     import cosmicflow.transport as tr
     from cosmicflow.media import build_medium
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml")
-                            .read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     integ = config["integrate"]
     snapshot = build_medium(medium, config["media"][medium], tmp_path / "snapshot.h5")
     res = {}
